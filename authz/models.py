@@ -1,0 +1,175 @@
+"""The schema: the ASPIRE replica, the portal's sites, users and links, sync batches, API keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(128)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every engine (SQLite keeps them naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ServiceState(Base):
+    """One row: the data version every decision carries, and the newest applied sync."""
+
+    __tablename__ = "service_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data_version: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    last_batch_id: Mapped[str | None] = mapped_column(String(256))
+    last_synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    newest_extracted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+class Site(Base):
+    """A branded portal (partition), mapped to one private label or to none."""
+
+    __tablename__ = "sites"
+    site_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), nullable=False)
+    private_label: Mapped[str | None] = mapped_column(ID)
+    payments_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
+class Account(Base):
+    """An ASPIRE account (a party: company or person), as last synced."""
+
+    __tablename__ = "accounts"
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    source: Mapped[str] = mapped_column(ID, nullable=False)
+    name: Mapped[str] = mapped_column(String(512), nullable=False)
+    email: Mapped[str | None] = mapped_column(String(512))
+    extracted_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
+class Contract(Base):
+    """An ASPIRE contract (lease or loan), as last synced."""
+
+    __tablename__ = "contracts"
+    contract_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    source: Mapped[str] = mapped_column(ID, nullable=False)
+    private_label: Mapped[str | None] = mapped_column(ID)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    booked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    extracted_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    batch_id: Mapped[str] = mapped_column(String(256), nullable=False)
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'active', 'closed')", name="state"),
+    )
+
+
+class ContractParty(Base):
+    """An account holding a role type on a contract."""
+
+    __tablename__ = "contract_parties"
+    contract_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("contracts.contract_id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("accounts.account_id"), primary_key=True
+    )
+    role_type: Mapped[str] = mapped_column(ID, primary_key=True)
+    # Link eligibility and listing walk from an account to its contracts.
+    __table_args__ = (Index("ix_contract_parties_account", "account_id", "contract_id"),)
+
+
+class User(Base):
+    """A portal end user, on exactly one site."""
+
+    __tablename__ = "users"
+    user_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ID, ForeignKey("sites.site_id"), nullable=False)
+    email: Mapped[str] = mapped_column(String(512), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'disabled')", name="status"),
+        Index("ix_users_site", "site_id"),
+    )
+
+
+class UserAccount(Base):
+    """An ASPIRE account linked to a user (by an administrator or by self-enrollment)."""
+
+    __tablename__ = "user_accounts"
+    user_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("accounts.account_id"), primary_key=True
+    )
+    linked_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    __table_args__ = (Index("ix_user_accounts_account", "account_id"),)
+
+
+class SyncBatch(Base):
+    """An applied ASPIRE batch; its id makes a resend a no-op."""
+
+    __tablename__ = "sync_batches"
+    batch_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    source: Mapped[str] = mapped_column(ID, nullable=False)
+    extracted_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    applied_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    accounts: Mapped[int] = mapped_column(Integer, nullable=False)
+    contracts: Mapped[int] = mapped_column(Integer, nullable=False)
+    stale: Mapped[int] = mapped_column(Integer, nullable=False)
+    data_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ApiKey(Base):
+    """A caller's key: only a hash of the secret is kept."""
+
+    __tablename__ = "api_keys"
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False, unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    scopes: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -1,0 +1,39 @@
+"""Schema migrations (Alembic), run by `authz db upgrade` and by the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, insert, select
+
+from authz.models import ServiceState
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision` and make sure the single state row exists."""
+    with engine.begin() as conn:
+        config = alembic_config(engine)
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+    with engine.begin() as conn:
+        if conn.execute(select(ServiceState.id)).first() is None:
+            conn.execute(insert(ServiceState).values(id=1, data_version=0))
+
+
+def revision(engine: Engine, message: str) -> None:
+    """Autogenerate a migration from the models (a developer's tool)."""
+    with engine.begin() as conn:
+        config = alembic_config(engine)
+        config.attributes["connection"] = conn
+        command.revision(config, message=message, autogenerate=True)
