@@ -100,9 +100,7 @@ class Contract(Base):
     booked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     extracted_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     batch_id: Mapped[str] = mapped_column(String(256), nullable=False)
-    __table_args__ = (
-        CheckConstraint("state IN ('pending', 'active', 'closed')", name="state"),
-    )
+    __table_args__ = (CheckConstraint("state IN ('pending', 'active', 'closed')", name="state"),)
 
 
 class ContractParty(Base):
@@ -112,9 +110,7 @@ class ContractParty(Base):
     contract_id: Mapped[str] = mapped_column(
         ID, ForeignKey("contracts.contract_id", ondelete="CASCADE"), primary_key=True
     )
-    account_id: Mapped[str] = mapped_column(
-        ID, ForeignKey("accounts.account_id"), primary_key=True
-    )
+    account_id: Mapped[str] = mapped_column(ID, ForeignKey("accounts.account_id"), primary_key=True)
     role_type: Mapped[str] = mapped_column(ID, primary_key=True)
     # Link eligibility and listing walk from an account to its contracts.
     __table_args__ = (Index("ix_contract_parties_account", "account_id", "contract_id"),)
@@ -142,9 +138,7 @@ class UserAccount(Base):
     user_id: Mapped[str] = mapped_column(
         ID, ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True
     )
-    account_id: Mapped[str] = mapped_column(
-        ID, ForeignKey("accounts.account_id"), primary_key=True
-    )
+    account_id: Mapped[str] = mapped_column(ID, ForeignKey("accounts.account_id"), primary_key=True)
     linked_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     __table_args__ = (Index("ix_user_accounts_account", "account_id"),)
 

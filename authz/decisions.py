@@ -1,0 +1,199 @@
+"""Check, batch and explain: gather facts, ask the policy, shape the answer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from authz.config import Settings
+from authz.db import Database
+from authz.errors import FieldError, InvalidInput
+from authz.explain import ExplainContext, detail
+from authz.facts import (
+    contract_facts,
+    load_contracts,
+    load_linked_roles,
+    load_roles,
+    load_users,
+    user_facts,
+)
+from authz.models import Site
+from authz.policy import Policy
+from authz.state import read_freshness
+
+MAX_BATCH = 1000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """May user `user_id` do `action` on contract `contract_id` (through site `site_id`)?"""
+
+    user_id: str
+    action: str
+    contract_id: str
+    site_id: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    request: CheckRequest
+    allowed: bool
+    decision_id: str
+    policy_version: str
+    data_version: int
+
+
+@dataclass(frozen=True)
+class ConditionResult:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    decision: Decision
+    conditions: list[ConditionResult] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
+
+
+class Decider:
+    """Answers decisions from the store's facts and the loaded policy."""
+
+    def __init__(
+        self,
+        db: Database,
+        policy: Policy,
+        settings: Settings,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.policy = policy
+        self.settings = settings
+        self.clock = clock
+
+    def validate(self, requests: Sequence[CheckRequest], prefix: str = "") -> None:
+        """Refuse actions the policy does not declare.
+
+        :raises InvalidInput: naming each bad item and the valid actions.
+        """
+        valid = ", ".join(self.policy.actions)
+        errors = [
+            FieldError(
+                f"{prefix.format(i=i)}action",
+                f"unknown action '{r.action}'; valid actions: {valid}",
+            )
+            for i, r in enumerate(requests)
+            if r.action not in self.policy.actions
+        ]
+        if errors:
+            raise InvalidInput(f"unknown action; valid actions are: {valid}", errors)
+
+    def check(self, request: CheckRequest) -> Decision:
+        """One decision.
+
+        :raises InvalidInput: for an action the policy does not declare.
+        :raises Unavailable: when the store cannot answer.
+        """
+        return self.check_batch([request])[0]
+
+    def check_batch(self, requests: Sequence[CheckRequest]) -> list[Decision]:
+        """Decisions in order; facts are read once for all the items, in four queries.
+
+        :raises InvalidInput: for an action the policy does not declare (naming the item).
+        :raises Unavailable: when the store cannot answer.
+        """
+        self.validate(requests, "checks[{i}]." if len(requests) > 1 else "")
+        user_ids = {r.user_id for r in requests}
+        contract_ids = {r.contract_id for r in requests}
+        with self.db.read() as session:
+            version = read_freshness(session).data_version
+            users = load_users(session, user_ids)
+            contracts = load_contracts(session, contract_ids)
+            roles = load_roles(session, user_ids, contract_ids)
+        policy = self.policy
+        source = self.settings.aspire_source
+        return [
+            self._decision(
+                r,
+                policy.is_allowed(
+                    user_facts(users.get(r.user_id), r.site_id),
+                    r.action,
+                    contract_facts(
+                        contracts.get(r.contract_id),
+                        roles.get((r.user_id, r.contract_id), ()),
+                        source,
+                    ),
+                ),
+                version,
+            )
+            for r in requests
+        ]
+
+    def explain(self, request: CheckRequest) -> Explanation:
+        """The decision with every applicable named condition and the reasons for a deny.
+
+        :raises InvalidInput: for an action the policy does not declare.
+        :raises Unavailable: when the store cannot answer.
+        """
+        self.validate([request])
+        r = request
+        with self.db.read() as session:
+            freshness = read_freshness(session)
+            user = load_users(session, [r.user_id]).get(r.user_id)
+            contract = load_contracts(session, [r.contract_id]).get(r.contract_id)
+            held = load_roles(session, [r.user_id], [r.contract_id]).get((r.user_id, r.contract_id))
+            linked = load_linked_roles(session, r.user_id, r.contract_id) if user else []
+            via_exists = r.site_id is not None and session.get(Site, r.site_id) is not None
+        policy = self.policy
+        ufacts = user_facts(user, r.site_id)
+        cfacts = contract_facts(contract, held or (), self.settings.aspire_source)
+        allowed = policy.is_allowed(ufacts, r.action, cfacts)
+        ctx = ExplainContext(
+            user_id=r.user_id,
+            contract_id=r.contract_id,
+            action=r.action,
+            via_site=r.site_id,
+            via_site_exists=via_exists,
+            user=user,
+            contract=contract,
+            linked=linked,
+            granting_roles=policy.roles_granting(r.action),
+            source=self.settings.aspire_source,
+            freshness=freshness,
+            sync_interval_seconds=self.settings.sync_interval_seconds,
+            now=self.clock(),
+        )
+        results = []
+        failed = []
+        for cond in policy.conditions(r.action):
+            passed = policy.holds(cond.name, ufacts, r.action, cfacts)
+            results.append(ConditionResult(cond.name, passed, detail(cond.name, ctx, passed)))
+            if not passed:
+                failed.append((cond, results[-1].detail))
+        alone = [(c, d) for c, d in failed if c.name in policy.reported_alone]
+        shown = alone or failed
+        reasons = [] if allowed else [Reason(c.code, d) for c, d in shown]
+        return Explanation(self._decision(r, allowed, freshness.data_version), results, reasons)
+
+    def _decision(self, request: CheckRequest, allowed: bool, data_version: int) -> Decision:
+        return Decision(
+            request=request,
+            allowed=allowed,
+            decision_id=str(uuid.uuid4()),
+            policy_version=self.policy.version,
+            data_version=data_version,
+        )

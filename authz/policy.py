@@ -1,0 +1,124 @@
+"""The Polar policy: loading it, its version, and asking it decisions and named conditions."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from oso import Oso, Variable
+from polar.exceptions import OsoError
+
+from authz.errors import PolicyLoadError
+
+Facts = dict[str, Any]
+X = Variable("x")
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    path: str
+    sha256: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named condition of the policy and the reason code its failure gives."""
+
+    name: str
+    code: str
+
+
+class Policy:
+    """A loaded policy. Immutable once built; a new version is a new `Policy`."""
+
+    def __init__(self, files: list[PolicyFile]) -> None:
+        self.files = sorted(files, key=lambda f: f.path)
+        self.version = policy_version(self.files)
+        self._oso = Oso()
+        try:
+            self._oso.load_str("\n".join(f.source for f in self.files))
+        except OsoError as exc:
+            raise PolicyLoadError(f"the policy does not compile: {exc}") from exc
+        self.actions: tuple[str, ...] = tuple(self._values("action", X))
+        if not self.actions:
+            raise PolicyLoadError("the policy declares no action/1")
+        self.party_roles: tuple[str, ...] = tuple(self._values("party_role", X))
+        self._conditions = {a: self._load_conditions(a) for a in self.actions}
+        self.reported_alone = frozenset(self._values("reported_alone", X))
+        self.link_conditions = tuple(
+            Condition(r["n"], r["c"])
+            for r in self._query("link_condition", Variable("n"), Variable("c"))
+        )
+        self._grants = {a: tuple(sorted(self._values("role_grants", X, a))) for a in self.actions}
+
+    @classmethod
+    def load(cls, directory: Path) -> Policy:
+        """Read every `*.polar` file under `directory`.
+
+        :raises PolicyLoadError: when there is none, or one does not compile.
+        """
+        paths = sorted(directory.glob("*.polar"))
+        if not paths:
+            raise PolicyLoadError(f"no .polar files in {directory}")
+        files = []
+        for path in paths:
+            data = path.read_bytes()
+            files.append(
+                PolicyFile(path.name, hashlib.sha256(data).hexdigest(), data.decode("utf-8"))
+            )
+        return cls(files)
+
+    def is_allowed(self, user: Facts, action: str, contract: Facts) -> bool:
+        """The policy's `allow` rule; any error inside it is a deny."""
+        try:
+            return bool(self._oso.is_allowed(user, action, contract))
+        except OsoError:
+            return False
+
+    def conditions(self, action: str) -> tuple[Condition, ...]:
+        """The named conditions that apply to `action`, in the policy's order."""
+        return self._conditions.get(action, ())
+
+    def holds(self, name: str, *args: Any) -> bool:
+        """Whether the named condition holds for these facts; an error counts as failed."""
+        try:
+            return bool(self._oso.query_rule_once(name, *args))
+        except OsoError:
+            return False
+
+    def roles_granting(self, action: str) -> tuple[str, ...]:
+        """The role types that grant `action`, as the policy says."""
+        return self._grants.get(action, ())
+
+    def link_eligible(self, account: Facts, site: Facts) -> bool:
+        """The policy's R7 rule `link_eligible`; any error is a refusal."""
+        return self.holds("link_eligible", account, site)
+
+    def _load_conditions(self, action: str) -> tuple[Condition, ...]:
+        rows = self._query("condition", Variable("n"), Variable("c"), action)
+        return tuple(Condition(r["n"], r["c"]) for r in rows)
+
+    def _values(self, rule: str, *args: Any) -> list[Any]:
+        """Distinct values of the variable `x` over the results of `rule(*args)`, in order."""
+        seen: list[Any] = []
+        for row in self._query(rule, *args):
+            if row["x"] not in seen:
+                seen.append(row["x"])
+        return seen
+
+    def _query(self, rule: str, *args: Any) -> list[dict[str, Any]]:
+        return [r["bindings"] for r in self._oso.query_rule(rule, *args, accept_expression=False)]
+
+
+def policy_version(files: list[PolicyFile]) -> str:
+    """sha256 over the policy files' bytes, in path order, whatever order they were read in."""
+    digest = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.path):
+        digest.update(f.path.encode())
+        digest.update(b"\0")
+        digest.update(f.source.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()

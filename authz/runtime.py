@@ -1,0 +1,45 @@
+"""Everything an in-process caller needs, wired once: store, policy and the domain services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authz.config import Settings
+from authz.db import Database
+from authz.decisions import Decider
+from authz.directory import Directory
+from authz.keys import Keys
+from authz.policy import Policy
+from authz.replica import Replica
+from authz.schema import upgrade
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    policy: Policy
+    decider: Decider
+    replica: Replica
+    directory: Directory
+    keys: Keys
+
+    @classmethod
+    def open(cls, settings: Settings, db: Database | None = None, migrate: bool = False) -> Runtime:
+        """Load the policy and connect to the store.
+
+        :raises PolicyLoadError: when the policy does not load; nothing is served then.
+        """
+        policy = Policy.load(settings.policy_dir)
+        db = db or Database.from_url(settings.database_url)
+        if migrate:
+            upgrade(db.engine)
+        return cls(
+            settings=settings,
+            db=db,
+            policy=policy,
+            decider=Decider(db, policy, settings),
+            replica=Replica(db, settings.aspire_source),
+            directory=Directory(db, policy, settings.aspire_source),
+            keys=Keys(db),
+        )
