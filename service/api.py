@@ -1,0 +1,122 @@
+"""The one path every v1 route takes: authenticate, read a size-limited body, validate, answer."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Response, current_app, g, json, request
+from pydantic import BaseModel, ValidationError
+
+from authz.enums import Scope
+from authz.errors import AuthzError, FieldError, InvalidInput
+from authz.keys import Caller
+
+from authz.runtime import Runtime
+from service.errors import invalid, problem
+
+SMALL_BODY = 64 * 1024
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What the OpenAPI document says about one route."""
+
+    summary: str
+    scopes: tuple[Scope, ...] | None  # None: no key needed; (): any scope
+    body: type[BaseModel] | None = None
+    responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
+    max_bytes: int = SMALL_BODY
+    query: dict[str, str] = field(default_factory=dict)
+
+
+class Unauthorized(AuthzError):
+    status = 401
+    code = "UNAUTHORIZED"
+    title = "Unauthorized"
+
+
+class Forbidden(AuthzError):
+    status = 403
+    code = "FORBIDDEN"
+    title = "Forbidden"
+
+
+def runtime() -> Runtime:
+    rt: Runtime = current_app.extensions["authz"]
+    return rt
+
+
+def caller() -> Caller:
+    found: Caller = g.caller
+    return found
+
+
+def route(spec: RouteSpec) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Wrap a view: check the key's scope, then hand it the validated body (if any)."""
+
+    def wrap(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def run(**path: str) -> Any:
+            if spec.scopes is not None:
+                g.caller = _authenticate(spec.scopes)
+            _check_path_ids(path)
+            if spec.body is not None:
+                path["body"] = read_body(spec.body, spec.max_bytes)
+            return view(**path)
+
+        run.api_spec = spec  # type: ignore[attr-defined]
+        return run
+
+    return wrap
+
+
+def read_body(model: type[BaseModel], max_bytes: int) -> Any:
+    """Validate the raw JSON body against `model`.
+
+    :raises InvalidInput: naming each bad field.
+    """
+    request.max_content_length = max_bytes
+    raw = request.get_data(cache=False)
+    try:
+        return model.model_validate_json(raw or b"")
+    except ValidationError as exc:
+        raise invalid(exc) from None
+
+
+def answer(model: BaseModel, status: int = 200) -> Response:
+    return Response(model.model_dump_json(), status=status, mimetype="application/json")
+
+
+def _authenticate(scopes: tuple[Scope, ...]) -> Caller:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send 'Authorization: Bearer <api key>'")
+    found = runtime().keys.authenticate(token.strip())
+    if found is None:
+        raise Unauthorized("the API key is unknown or revoked")
+    if scopes and not found.scopes.intersection(scopes):
+        need = " or ".join(s.value for s in scopes)
+        raise Forbidden(f"the key '{found.name}' lacks the scope this call needs: {need}")
+    return found
+
+
+
+def _check_path_ids(path: dict[str, str]) -> None:
+    errors = []
+    for name, value in path.items():
+        if not value or len(value) > 128 or not value.isprintable() or value != value.strip():
+            errors.append(FieldError(name, "must be 1 to 128 printable characters, no blanks around"))
+    if errors:
+        raise InvalidInput("invalid id in the path", errors)
+
+
+def unauthorized_response(exc: Unauthorized) -> Response:
+    response = problem(exc.status, exc.title, exc.detail, exc.code)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="contract-access"'
+    return response
+
+

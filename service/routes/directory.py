@@ -1,0 +1,86 @@
+"""Sites, users and their linked accounts (scope `manage`)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from authz.decisions import utcnow
+from authz.directory import SiteView, UserView
+from authz.enums import Scope
+from service import schemas as s
+from service.api import RouteSpec, answer, route, runtime
+
+bp = Blueprint("directory", __name__)
+MANAGE = (Scope.MANAGE,)
+
+
+def _site(site: SiteView, data_version: int | None = None) -> s.SiteOut:
+    return s.SiteOut(
+        site_id=site.site_id,
+        name=site.name,
+        private_label=site.private_label,
+        payments_enabled=site.payments_enabled,
+        data_version=data_version,
+    )
+
+
+def _user(user: UserView, data_version: int | None = None) -> s.UserOut:
+    return s.UserOut(
+        user_id=user.user_id,
+        site_id=user.site_id,
+        email=user.email,
+        status=user.status,
+        linked_accounts=[
+            s.LinkedAccountOut(account_id=a.account_id, name=a.name, linked_at=a.linked_at)
+            for a in user.linked_accounts
+        ],
+        data_version=data_version,
+    )
+
+
+@bp.put("/v1/sites/<site_id>")
+@route(RouteSpec("Create or replace a site", MANAGE, s.SiteIn, {200: s.SiteOut, 201: s.SiteOut}))
+def put_site(site_id: str, body: s.SiteIn) -> Response:
+    written = runtime().directory.put_site(
+        site_id, body.name, body.private_label, body.payments_enabled, utcnow()
+    )
+    return answer(_site(written.value, written.data_version), 201 if written.created else 200)
+
+
+@bp.get("/v1/sites")
+@route(RouteSpec("Every site", MANAGE, responses={200: s.SitesOut}))
+def list_sites() -> Response:
+    return answer(s.SitesOut(sites=[_site(x) for x in runtime().directory.sites()]))
+
+
+@bp.put("/v1/users/<user_id>")
+@route(RouteSpec("Create or replace an end user", MANAGE, s.UserIn,
+                 {200: s.UserOut, 201: s.UserOut, 422: None}))
+def put_user(user_id: str, body: s.UserIn) -> Response:
+    written = runtime().directory.put_user(user_id, body.site_id, body.email, body.status, utcnow())
+    return answer(_user(written.value, written.data_version), 201 if written.created else 200)
+
+
+@bp.get("/v1/users/<user_id>")
+@route(RouteSpec("An end user with their linked accounts", MANAGE, responses={200: s.UserOut,
+                                                                              404: None}))
+def get_user(user_id: str) -> Response:
+    return answer(_user(runtime().directory.get_user(user_id)))
+
+
+@bp.post("/v1/users/<user_id>/accounts")
+@route(RouteSpec("Link an ASPIRE account to a user, if the policy's R7 allows it", MANAGE,
+                 s.LinkIn, {200: s.LinkOut, 201: s.LinkOut, 404: None, 422: None}))
+def link(user_id: str, body: s.LinkIn) -> Response:
+    written = runtime().directory.link(user_id, body.account_id, utcnow())
+    a = written.value
+    out = s.LinkOut(user_id=user_id, account_id=a.account_id, name=a.name, linked_at=a.linked_at,
+                    data_version=written.data_version)
+    return answer(out, 201 if written.created else 200)
+
+
+@bp.delete("/v1/users/<user_id>/accounts/<account_id>")
+@route(RouteSpec("Unlink an account from a user", MANAGE, responses={204: None, 404: None}))
+def unlink(user_id: str, account_id: str) -> Response:
+    version = runtime().directory.unlink(user_id, account_id)
+    return Response(status=204, headers={"X-Data-Version": str(version)})

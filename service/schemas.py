@@ -1,0 +1,177 @@
+"""Wire schemas of API v1, in one place: they validate requests and make the OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from authz.decisions import MAX_BATCH
+from authz.enums import Action, ReasonCode
+from authz.replica import AccountIn, BatchIn, ContractIn, Id, PartyIn
+
+__all__ = ["AccountIn", "BatchIn", "ContractIn", "PartyIn"]
+
+Email = Annotated[str, StringConstraints(min_length=3, max_length=512, pattern=r"^[^@\s]+@[^@\s]+$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# Decisions ---------------------------------------------------------------------------------
+
+
+class CheckIn(In):
+    user_id: Id
+    # The policy's action list is authoritative; the enum documents it (a test keeps them equal).
+    action: Annotated[str, Field(json_schema_extra={"enum": [a.value for a in Action]})]
+    contract_id: Id
+    site_id: Id | None = None
+
+
+class BatchItemIn(CheckIn):
+    correlation_id: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+
+class CheckBatchIn(In):
+    checks: Annotated[list[BatchItemIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class CheckOut(Out):
+    allowed: bool
+    decision_id: str
+    policy_version: str
+    data_version: int
+
+
+class BatchItemOut(CheckOut):
+    correlation_id: str | None
+
+
+class CheckBatchOut(Out):
+    results: list[BatchItemOut]
+
+
+class ConditionOut(Out):
+    name: str
+    passed: bool
+    detail: str
+
+
+class ReasonOut(Out):
+    code: Annotated[str, Field(json_schema_extra={"enum": [c.value for c in ReasonCode]})]
+    message: str
+
+
+class ExplainOut(CheckOut):
+    conditions: list[ConditionOut]
+    reasons: list[ReasonOut]
+
+
+# Sites, users, links -----------------------------------------------------------------------
+
+
+class SiteIn(In):
+    name: Name
+    private_label: Id | None = None
+    payments_enabled: bool = True
+
+
+class SiteOut(Out):
+    site_id: str
+    name: str
+    private_label: str | None
+    payments_enabled: bool
+    data_version: int | None = None
+
+
+class SitesOut(Out):
+    sites: list[SiteOut]
+
+
+class UserIn(In):
+    site_id: Id
+    email: Email
+    status: Literal["active", "disabled"] = "active"
+
+
+class LinkedAccountOut(Out):
+    account_id: str
+    name: str
+    linked_at: datetime
+
+
+class UserOut(Out):
+    user_id: str
+    site_id: str
+    email: str
+    status: str
+    linked_accounts: list[LinkedAccountOut]
+    data_version: int | None = None
+
+
+class LinkIn(In):
+    account_id: Id
+
+
+class LinkOut(LinkedAccountOut):
+    user_id: str
+    data_version: int
+
+
+# ASPIRE replica ----------------------------------------------------------------------------
+
+
+class BatchCountsOut(Out):
+    accounts: int
+    contracts: int
+    stale: int
+
+
+class BatchOut(Out):
+    batch_id: str
+    applied: bool
+    data_version: int
+    counts: BatchCountsOut
+
+
+class SyncStatusOut(Out):
+    source: str
+    last_batch_id: str | None
+    last_synced_at: datetime | None
+    extracted_at: datetime | None
+    age_seconds: float | None
+    data_version: int
+
+
+# Errors and operations ---------------------------------------------------------------------
+
+
+class FieldErrorOut(Out):
+    field: str
+    message: str
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldErrorOut] | None = None
+    reasons: list[dict[str, str]] | None = None
+
+
+class HealthOut(Out):
+    status: str
+    policy_version: str | None = None
+    data_version: int | None = None
