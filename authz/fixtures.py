@@ -1,0 +1,296 @@
+"""Policy fixtures: YAML suites of a small world and what the policy must decide in it.
+
+The runner asks a one-method `Checker`; the same suites run against the library
+(`LibraryTarget`) and, over HTTP, against a live service (`authz.fixtures_http.HttpTarget`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from authz.config import Settings
+from authz.decisions import CheckRequest
+from authz.runtime import Runtime
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteFx(_Strict):
+    site_id: str
+    name: str = ""
+    private_label: str | None = None
+    payments_enabled: bool = True
+
+
+class AccountFx(_Strict):
+    account_id: str
+    name: str = ""
+
+
+class PartyFx(_Strict):
+    account_id: str
+    role_type: str
+
+
+class ContractFx(_Strict):
+    contract_id: str
+    private_label: str | None = None
+    state: str
+    parties: list[PartyFx] = Field(default_factory=list)
+
+
+class UserFx(_Strict):
+    user_id: str
+    site_id: str
+    status: str = "active"
+    email: str = ""
+    accounts: list[str] = Field(default_factory=list)
+
+
+class WorldFx(_Strict):
+    sites: list[SiteFx]
+    accounts: list[AccountFx] = Field(default_factory=list)
+    contracts: list[ContractFx] = Field(default_factory=list)
+    users: list[UserFx] = Field(default_factory=list)
+    # Applied by a later sync, after the users' accounts are linked (e.g. a contract closing).
+    later_contracts: list[ContractFx] = Field(default_factory=list)
+
+
+class ExpectFx(_Strict):
+    user: str
+    contract: str
+    site: str | None = None
+    allow: list[str] = Field(default_factory=list)
+    reasons: dict[str, list[str]] = Field(default_factory=dict)
+    note: str = ""
+
+
+class LinkFx(_Strict):
+    user: str
+    account: str
+    allowed: bool
+    reasons: list[str] = Field(default_factory=list)
+    note: str = ""
+
+
+class Suite(_Strict):
+    description: str
+    world: WorldFx
+    expect: list[ExpectFx] = Field(default_factory=list)
+    links: list[LinkFx] = Field(default_factory=list)
+
+
+# --- the checker ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decide:
+    user: str
+    action: str
+    contract: str
+    site: str | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    user: str
+    account: str
+
+
+Question = Decide | Link
+
+
+@dataclass(frozen=True)
+class Answer:
+    allowed: bool
+    reasons: tuple[str, ...] = ()
+
+
+class Checker(Protocol):
+    """The one thing the runner needs: an answer to a question."""
+
+    def ask(self, question: Question) -> Answer: ...
+
+
+class Target(Protocol):
+    """Builds a suite's world somewhere and hands back a checker for it."""
+
+    def world(self, world: WorldFx) -> Any: ...
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+@dataclass
+class Failure:
+    case: str
+    expected: str
+    got: str
+
+
+@dataclass
+class SuiteResult:
+    path: str
+    description: str
+    cases: int = 0
+    failures: list[Failure] = field(default_factory=list)
+
+
+def load_suite(path: Path) -> Suite:
+    """:raises ValueError: when the file is not a valid suite."""
+    return Suite.model_validate(yaml.safe_load(path.read_text()))
+
+
+def suite_paths(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for p in paths:
+        found.extend(sorted(p.glob("*.yaml")) if p.is_dir() else [p])
+    return found
+
+
+def run_suite(suite: Suite, checker: Checker, actions: tuple[str, ...], path: str = "") -> SuiteResult:
+    """Ask every case of the suite; pairs not listed as allowed are expected denied."""
+    result = SuiteResult(path, suite.description)
+    listed = {(e.user, e.contract, e.site) for e in suite.expect}
+    expectations = list(suite.expect)
+    contracts = {c.contract_id for c in suite.world.contracts + suite.world.later_contracts}
+    for user in suite.world.users:
+        for contract in sorted(contracts):
+            if (user.user_id, contract, None) not in listed:
+                expectations.append(ExpectFx(user=user.user_id, contract=contract))
+    for e in expectations:
+        for action in actions:
+            want_allow = action in e.allow
+            got = checker.ask(Decide(e.user, action, e.contract, e.site))
+            name = f"{e.user} {action} {e.contract}" + (f" via {e.site}" if e.site else "")
+            result.cases += 1
+            want_reasons = e.reasons.get(action)
+            if got.allowed != want_allow:
+                result.failures.append(
+                    Failure(name, "allow" if want_allow else "deny",
+                            ("allow" if got.allowed else f"deny {list(got.reasons)}"))
+                )
+            elif want_reasons is not None and list(got.reasons) != want_reasons:
+                result.failures.append(Failure(name, f"reasons {want_reasons}", f"{list(got.reasons)}"))
+    for link in suite.links:
+        result.cases += 1
+        got = checker.ask(Link(link.user, link.account))
+        name = f"link {link.account} to {link.user}"
+        if got.allowed != link.allowed or (not link.allowed and link.reasons
+                                           and list(got.reasons) != link.reasons):
+            result.failures.append(
+                Failure(name, f"{'eligible' if link.allowed else 'refused'} {link.reasons}",
+                        f"{'eligible' if got.allowed else 'refused'} {list(got.reasons)}")
+            )
+    return result
+
+
+# --- the library target --------------------------------------------------------------------
+
+
+class LibraryChecker:
+    """Answers from an in-process `Runtime`."""
+
+    def __init__(self, rt: Runtime, users: dict[str, UserFx], sites: dict[str, SiteFx]) -> None:
+        self.rt = rt
+        self.users = users
+        self.sites = sites
+
+    def ask(self, question: Question) -> Answer:
+        if isinstance(question, Decide):
+            e = self.rt.decider.explain(
+                CheckRequest(question.user, question.action, question.contract, question.site)
+            )
+            return Answer(e.decision.allowed, tuple(r.code for r in e.reasons))
+        site_id = self.users[question.user].site_id
+        refusals = self.rt.directory.eligibility(site_id, question.account)
+        return Answer(not refusals, tuple(r.code for r in refusals))
+
+
+class LibraryTarget:
+    """Builds each world in a fresh SQLite file, through the same sync and link paths."""
+
+    def __init__(self, policy_dir: Path, source: str = "aspire-prod") -> None:
+        self.policy_dir = policy_dir
+        self.source = source
+
+    @contextmanager
+    def world(self, world: WorldFx) -> Iterator[LibraryChecker]:
+        with tempfile.TemporaryDirectory(prefix="authz-fixture-") as tmp:
+            settings = Settings(
+                database_url=f"sqlite:///{tmp}/world.sqlite3",
+                aspire_source=self.source,
+                policy_dir=self.policy_dir,
+            )
+            rt = Runtime.open(settings, migrate=True)
+            try:
+                build_world(rt, world)
+                yield LibraryChecker(
+                    rt, {u.user_id: u for u in world.users}, {s.site_id: s for s in world.sites}
+                )
+            finally:
+                rt.db.dispose()
+
+
+def batch_payload(
+    source: str, batch_id: str, at: datetime, accounts: list[AccountFx], contracts: list[ContractFx]
+) -> dict[str, Any]:
+    """A sync batch, as the ASPIRE sync job would send it, for a fixture world."""
+    return {
+        "source": source,
+        "batch_id": batch_id,
+        "extracted_at": at.isoformat(),
+        "accounts": [{"account_id": a.account_id, "name": a.name or a.account_id} for a in accounts],
+        "contracts": [
+            {
+                "contract_id": c.contract_id,
+                "private_label": c.private_label,
+                "state": c.state,
+                "booked_at": None if c.state == "pending" else at.isoformat(),
+                "parties": [p.model_dump() for p in c.parties],
+            }
+            for c in contracts
+        ],
+    }
+
+
+def build_world(rt: Runtime, world: WorldFx) -> None:
+    """Sites, a first sync, users and their links (through R7), then the later sync."""
+    from authz.replica import BatchIn
+
+    now = datetime.now(UTC)
+    for s in world.sites:
+        rt.directory.put_site(s.site_id, s.name or s.site_id, s.private_label, s.payments_enabled, now)
+    first = batch_payload(rt.settings.aspire_source, "fixture#1", now - timedelta(seconds=2),
+                          world.accounts, world.contracts)
+    rt.replica.apply(BatchIn.model_validate(first), now)
+    for u in world.users:
+        rt.directory.put_user(u.user_id, u.site_id, u.email or f"{u.user_id}@example.com",
+                              u.status, now)
+        for account in u.accounts:
+            rt.directory.link(u.user_id, account, now)
+    if world.later_contracts:
+        later = batch_payload(rt.settings.aspire_source, "fixture#2", now - timedelta(seconds=1),
+                              [], world.later_contracts)
+        rt.replica.apply(BatchIn.model_validate(later), now)
+
+
+def run_paths(paths: list[Path], target: Any, actions: tuple[str, ...]) -> list[SuiteResult]:
+    """Run every suite under `paths` against `target`."""
+    results = []
+    for path in suite_paths(paths):
+        suite = load_suite(path)
+        with target.world(suite.world) as checker:
+            results.append(run_suite(suite, checker, actions, str(path)))
+    return results
