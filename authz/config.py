@@ -24,7 +24,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        """Read `DATABASE_URL`, `AUTHZ_ASPIRE_SOURCE`, `AUTHZ_SYNC_INTERVAL_SECONDS`, `AUTHZ_POLICY_DIR`."""
+        """Read `DATABASE_URL` and the `AUTHZ_*` variables (see the README)."""
         env = dict(os.environ if env is None else env)
         base = cls()
         return cls(

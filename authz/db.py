@@ -66,9 +66,12 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction; raises `Unavailable` when the store cannot answer."""
-        with _store_errors(), Session(self.engine, expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        with (
+            _store_errors(),
+            Session(self.engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -76,9 +79,12 @@ class Database:
 
         :raises Unavailable: when the store cannot answer.
         """
-        with _store_errors(), Session(self._writer, expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        with (
+            _store_errors(),
+            Session(self._writer, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
 
     def ping(self) -> bool:
         """True when the store answers a trivial query."""

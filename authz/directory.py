@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -68,7 +68,11 @@ class Directory:
         self.source = source
 
     def put_site(
-        self, site_id: str, name: str, private_label: str | None, payments_enabled: bool,
+        self,
+        site_id: str,
+        name: str,
+        private_label: str | None,
+        payments_enabled: bool,
         now: datetime,
     ) -> Written[SiteView]:
         """Create or replace a site."""
@@ -156,7 +160,9 @@ class Directory:
         session.flush()
         account = session.get(Account, account_id)
         assert account is not None
-        return Written(LinkedAccount(account_id, account.name, now), True, bump_data_version(session))
+        return Written(
+            LinkedAccount(account_id, account.name, now), True, bump_data_version(session)
+        )
 
     def eligibility(self, site_id: str, account_id: str) -> list[LinkRefusal]:
         """Why `account_id` may not be linked to a user of `site_id` (empty when it may)."""
@@ -174,7 +180,9 @@ class Directory:
             return []
         for cond in self.policy.link_conditions:
             if not self.policy.holds(cond.name, account, site_facts):
-                return [LinkRefusal(cond.code, _link_message(cond.code, account_id, site, holdings))]
+                return [
+                    LinkRefusal(cond.code, _link_message(cond.code, account_id, site, holdings))
+                ]
         # The policy refused but named no failed condition: still a refusal (fail closed).
         return [LinkRefusal("NOT_ELIGIBLE", f"the policy refuses account '{account_id}'")]
 
@@ -185,12 +193,12 @@ class Directory:
         """
         with self.db.write() as session:
             _user(session, user_id)
-            gone = session.execute(
+            result = session.execute(
                 delete(UserAccount).where(
                     UserAccount.user_id == user_id, UserAccount.account_id == account_id
                 )
-            ).rowcount
-            if not gone:
+            )
+            if not getattr(result, "rowcount", 0):
                 raise NotFound(
                     f"account '{account_id}' is not linked to user '{user_id}'", "LINK_NOT_FOUND"
                 )
@@ -220,14 +228,21 @@ def _user_view(session: Session, user: User) -> UserView:
 
 
 def _link_message(code: str, account_id: str, site: Site, holdings: list | None) -> str:
-    label = "no private label" if site.private_label is None else f"private label '{site.private_label}'"
+    label = (
+        "no private label"
+        if site.private_label is None
+        else f"private label '{site.private_label}'"
+    )
     if code == "ACCOUNT_NOT_FOUND":
         return f"the replica does not hold ASPIRE account '{account_id}'"
-    held = ", ".join(
-        f"{h.role} on {h.contracts} {h.state} contract(s) under "
-        + ("no private label" if h.label is None else f"'{h.label}'")
-        for h in holdings or []
-    ) or "no role on any contract"
+    held = (
+        ", ".join(
+            f"{h.role} on {h.contracts} {h.state} contract(s) under "
+            + ("no private label" if h.label is None else f"'{h.label}'")
+            for h in holdings or []
+        )
+        or "no role on any contract"
+    )
     if code == "NO_ACTIVE_PARTY_ROLE":
         return (
             f"account '{account_id}' is not Customer or Guarantor on any active contract "

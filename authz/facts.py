@@ -86,7 +86,7 @@ def load_roles(
 
 
 def load_linked_roles(session: Session, user_id: str, contract_id: str) -> list[LinkedAccountRoles]:
-    """Each linked account of the user with the roles it holds on the contract (for explanations)."""
+    """Each linked account of the user with the roles it holds on the contract."""
     rows = session.execute(
         select(UserAccount.account_id, Account.name, ContractParty.role_type)
         .join(Account, Account.account_id == UserAccount.account_id)

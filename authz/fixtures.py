@@ -159,7 +159,9 @@ def suite_paths(paths: list[Path]) -> list[Path]:
     return found
 
 
-def run_suite(suite: Suite, checker: Checker, actions: tuple[str, ...], path: str = "") -> SuiteResult:
+def run_suite(
+    suite: Suite, checker: Checker, actions: tuple[str, ...], path: str = ""
+) -> SuiteResult:
     """Ask every case of the suite; pairs not listed as allowed are expected denied."""
     result = SuiteResult(path, suite.description)
     listed = {(e.user, e.contract, e.site) for e in suite.expect}
@@ -178,20 +180,29 @@ def run_suite(suite: Suite, checker: Checker, actions: tuple[str, ...], path: st
             want_reasons = e.reasons.get(action)
             if got.allowed != want_allow:
                 result.failures.append(
-                    Failure(name, "allow" if want_allow else "deny",
-                            ("allow" if got.allowed else f"deny {list(got.reasons)}"))
+                    Failure(
+                        name,
+                        "allow" if want_allow else "deny",
+                        ("allow" if got.allowed else f"deny {list(got.reasons)}"),
+                    )
                 )
             elif want_reasons is not None and list(got.reasons) != want_reasons:
-                result.failures.append(Failure(name, f"reasons {want_reasons}", f"{list(got.reasons)}"))
+                result.failures.append(
+                    Failure(name, f"reasons {want_reasons}", f"{list(got.reasons)}")
+                )
     for link in suite.links:
         result.cases += 1
         got = checker.ask(Link(link.user, link.account))
         name = f"link {link.account} to {link.user}"
-        if got.allowed != link.allowed or (not link.allowed and link.reasons
-                                           and list(got.reasons) != link.reasons):
+        if got.allowed != link.allowed or (
+            not link.allowed and link.reasons and list(got.reasons) != link.reasons
+        ):
             result.failures.append(
-                Failure(name, f"{'eligible' if link.allowed else 'refused'} {link.reasons}",
-                        f"{'eligible' if got.allowed else 'refused'} {list(got.reasons)}")
+                Failure(
+                    name,
+                    f"{'eligible' if link.allowed else 'refused'} {link.reasons}",
+                    f"{'eligible' if got.allowed else 'refused'} {list(got.reasons)}",
+                )
             )
     return result
 
@@ -251,7 +262,9 @@ def batch_payload(
         "source": source,
         "batch_id": batch_id,
         "extracted_at": at.isoformat(),
-        "accounts": [{"account_id": a.account_id, "name": a.name or a.account_id} for a in accounts],
+        "accounts": [
+            {"account_id": a.account_id, "name": a.name or a.account_id} for a in accounts
+        ],
         "contracts": [
             {
                 "contract_id": c.contract_id,
@@ -271,18 +284,31 @@ def build_world(rt: Runtime, world: WorldFx) -> None:
 
     now = datetime.now(UTC)
     for s in world.sites:
-        rt.directory.put_site(s.site_id, s.name or s.site_id, s.private_label, s.payments_enabled, now)
-    first = batch_payload(rt.settings.aspire_source, "fixture#1", now - timedelta(seconds=2),
-                          world.accounts, world.contracts)
+        rt.directory.put_site(
+            s.site_id, s.name or s.site_id, s.private_label, s.payments_enabled, now
+        )
+    first = batch_payload(
+        rt.settings.aspire_source,
+        "fixture#1",
+        now - timedelta(seconds=2),
+        world.accounts,
+        world.contracts,
+    )
     rt.replica.apply(BatchIn.model_validate(first), now)
     for u in world.users:
-        rt.directory.put_user(u.user_id, u.site_id, u.email or f"{u.user_id}@example.com",
-                              u.status, now)
+        rt.directory.put_user(
+            u.user_id, u.site_id, u.email or f"{u.user_id}@example.com", u.status, now
+        )
         for account in u.accounts:
             rt.directory.link(u.user_id, account, now)
     if world.later_contracts:
-        later = batch_payload(rt.settings.aspire_source, "fixture#2", now - timedelta(seconds=1),
-                              [], world.later_contracts)
+        later = batch_payload(
+            rt.settings.aspire_source,
+            "fixture#2",
+            now - timedelta(seconds=1),
+            [],
+            world.later_contracts,
+        )
         rt.replica.apply(BatchIn.model_validate(later), now)
 
 

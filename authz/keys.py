@@ -53,6 +53,10 @@ def parse_scopes(text: str) -> frozenset[Scope]:
     return frozenset(Scope(n) for n in names)
 
 
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0))
+
+
 def _hash(secret: str) -> str:
     # The secret is 256 random bits, so a plain digest is enough (no password stretching).
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -96,11 +100,13 @@ class Keys:
     def revoke(self, name: str, now: datetime) -> None:
         """:raises NotFound: `KEY_NOT_FOUND` when no live key has that name."""
         with self.db.write() as session:
-            done = session.execute(
-                update(ApiKey)
-                .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
-                .values(revoked_at=now)
-            ).rowcount
+            done = _rowcount(
+                session.execute(
+                    update(ApiKey)
+                    .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+            )
             if not done:
                 raise NotFound(f"no live key named '{name}'", "KEY_NOT_FOUND")
 

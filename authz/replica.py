@@ -91,7 +91,7 @@ class Replica:
         """Apply a batch atomically; a `batch_id` already applied changes nothing.
 
         :raises Refused: `SOURCE_MISMATCH` for a batch from another ASPIRE instance.
-        :raises InvalidInput: naming the records that are inconsistent (duplicates, unknown parties).
+        :raises InvalidInput: naming inconsistent records (duplicates, unknown parties).
         :raises Unavailable: when the store cannot answer.
         """
         if batch.source != self.source:

@@ -7,13 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Response, current_app, g, json, request
+from flask import Response, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
 from authz.enums import Scope
 from authz.errors import AuthzError, FieldError, InvalidInput
 from authz.keys import Caller
-
 from authz.runtime import Runtime
 from service.errors import invalid, problem
 
@@ -104,12 +103,13 @@ def _authenticate(scopes: tuple[Scope, ...]) -> Caller:
     return found
 
 
-
 def _check_path_ids(path: dict[str, str]) -> None:
     errors = []
     for name, value in path.items():
         if not value or len(value) > 128 or not value.isprintable() or value != value.strip():
-            errors.append(FieldError(name, "must be 1 to 128 printable characters, no blanks around"))
+            errors.append(
+                FieldError(name, "must be 1 to 128 printable characters, no blanks around")
+            )
     if errors:
         raise InvalidInput("invalid id in the path", errors)
 
@@ -118,5 +118,3 @@ def unauthorized_response(exc: Unauthorized) -> Response:
     response = problem(exc.status, exc.title, exc.detail, exc.code)
     response.headers["WWW-Authenticate"] = 'Bearer realm="contract-access"'
     return response
-
-

@@ -71,4 +71,6 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unexpected error")
-        return problem(500, "Internal error", "the service failed to answer; see its log", "INTERNAL")
+        return problem(
+            500, "Internal error", "the service failed to answer; see its log", "INTERNAL"
+        )

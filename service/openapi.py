@@ -48,8 +48,12 @@ def document(app: Flask) -> dict[str, Any]:
 def _operation(path_args: set[str], spec: RouteSpec) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": spec.summary, "responses": {}}
     params = [
-        {"name": a, "in": "path", "required": True,
-         "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+        {
+            "name": a,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+        }
         for a in sorted(path_args)
     ]
     params += [
@@ -64,7 +68,9 @@ def _operation(path_args: set[str], spec: RouteSpec) -> dict[str, Any]:
     if spec.body is not None:
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": REF.format(model=spec.body.__name__)}}},
+            "content": {
+                "application/json": {"schema": {"$ref": REF.format(model=spec.body.__name__)}}
+            },
         }
     for status, model in spec.responses.items():
         content = (
@@ -72,12 +78,22 @@ def _operation(path_args: set[str], spec: RouteSpec) -> dict[str, Any]:
             if model is not None
             else ({} if status == 204 else _problem())
         )
-        op["responses"][str(status)] = {"description": str(status), **({"content": content} if content else {})}
-    errors = {400: spec.body is not None, 401: spec.scopes is not None, 403: bool(spec.scopes),
-              413: spec.body is not None, 503: spec.scopes is not None}
+        op["responses"][str(status)] = {
+            "description": str(status),
+            **({"content": content} if content else {}),
+        }
+    errors = {
+        400: spec.body is not None,
+        401: spec.scopes is not None,
+        403: bool(spec.scopes),
+        413: spec.body is not None,
+        503: spec.scopes is not None,
+    }
     for status, applies in errors.items():
         if applies:
-            op["responses"].setdefault(str(status), {"description": str(status), "content": _problem()})
+            op["responses"].setdefault(
+                str(status), {"description": str(status), "content": _problem()}
+            )
     return op
 
 

@@ -13,7 +13,9 @@ from authz.replica import AccountIn, BatchIn, ContractIn, Id, PartyIn
 
 __all__ = ["AccountIn", "BatchIn", "ContractIn", "PartyIn"]
 
-Email = Annotated[str, StringConstraints(min_length=3, max_length=512, pattern=r"^[^@\s]+@[^@\s]+$")]
+Email = Annotated[
+    str, StringConstraints(min_length=3, max_length=512, pattern=r"^[^@\s]+@[^@\s]+$")
+]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 

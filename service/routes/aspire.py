@@ -16,14 +16,22 @@ MAX_BATCH_BYTES = int(os.environ.get("AUTHZ_MAX_SYNC_BYTES", 64 * 1024 * 1024))
 
 
 @bp.post("/v1/aspire/batches")
-@route(RouteSpec("Apply one ASPIRE extract, whole or not at all", (Scope.SYNC,), s.BatchIn,
-                 {200: s.BatchOut, 422: None}, max_bytes=MAX_BATCH_BYTES))
+@route(
+    RouteSpec(
+        "Apply one ASPIRE extract, whole or not at all",
+        (Scope.SYNC,),
+        s.BatchIn,
+        {200: s.BatchOut, 422: None},
+        max_bytes=MAX_BATCH_BYTES,
+    )
+)
 def apply_batch(body: s.BatchIn) -> Response:
     r = runtime().replica.apply(body, utcnow())
     counts = s.BatchCountsOut(accounts=r.accounts, contracts=r.contracts, stale=r.stale)
     return answer(
-        s.BatchOut(batch_id=r.batch_id, applied=r.applied, data_version=r.data_version,
-                   counts=counts)
+        s.BatchOut(
+            batch_id=r.batch_id, applied=r.applied, data_version=r.data_version, counts=counts
+        )
     )
 
 

@@ -27,16 +27,26 @@ def _fields(d: Decision) -> dict[str, object]:
 
 
 @bp.post("/v1/check")
-@route(RouteSpec("May this user do this action on this contract?", DECIDE, s.CheckIn,
-                 {200: s.CheckOut}))
+@route(
+    RouteSpec(
+        "May this user do this action on this contract?", DECIDE, s.CheckIn, {200: s.CheckOut}
+    )
+)
 def check(body: s.CheckIn) -> Response:
     decision = runtime().decider.check(_request(body))
     return answer(s.CheckOut(**_fields(decision)))
 
 
 @bp.post("/v1/check/batch")
-@route(RouteSpec("Up to 1000 checks in one call, answered in order", DECIDE, s.CheckBatchIn,
-                 {200: s.CheckBatchOut}, max_bytes=2 * 1024 * 1024))
+@route(
+    RouteSpec(
+        "Up to 1000 checks in one call, answered in order",
+        DECIDE,
+        s.CheckBatchIn,
+        {200: s.CheckBatchOut},
+        max_bytes=2 * 1024 * 1024,
+    )
+)
 def check_batch(body: s.CheckBatchIn) -> Response:
     requests = [
         CheckRequest(c.user_id, c.action, c.contract_id, c.site_id, c.correlation_id)
@@ -50,15 +60,22 @@ def check_batch(body: s.CheckBatchIn) -> Response:
 
 
 @bp.post("/v1/explain")
-@route(RouteSpec("The decision with every condition of the policy and the reasons for a deny",
-                 DECIDE, s.CheckIn, {200: s.ExplainOut}))
+@route(
+    RouteSpec(
+        "The decision with every condition of the policy and the reasons for a deny",
+        DECIDE,
+        s.CheckIn,
+        {200: s.ExplainOut},
+    )
+)
 def explain(body: s.CheckIn) -> Response:
     e = runtime().decider.explain(_request(body))
     return answer(
         s.ExplainOut(
             **_fields(e.decision),
-            conditions=[s.ConditionOut(name=c.name, passed=c.passed, detail=c.detail)
-                        for c in e.conditions],
+            conditions=[
+                s.ConditionOut(name=c.name, passed=c.passed, detail=c.detail) for c in e.conditions
+            ],
             reasons=[s.ReasonOut(code=r.code, message=r.message) for r in e.reasons],
         )
     )

@@ -54,28 +54,48 @@ def list_sites() -> Response:
 
 
 @bp.put("/v1/users/<user_id>")
-@route(RouteSpec("Create or replace an end user", MANAGE, s.UserIn,
-                 {200: s.UserOut, 201: s.UserOut, 422: None}))
+@route(
+    RouteSpec(
+        "Create or replace an end user",
+        MANAGE,
+        s.UserIn,
+        {200: s.UserOut, 201: s.UserOut, 422: None},
+    )
+)
 def put_user(user_id: str, body: s.UserIn) -> Response:
     written = runtime().directory.put_user(user_id, body.site_id, body.email, body.status, utcnow())
     return answer(_user(written.value, written.data_version), 201 if written.created else 200)
 
 
 @bp.get("/v1/users/<user_id>")
-@route(RouteSpec("An end user with their linked accounts", MANAGE, responses={200: s.UserOut,
-                                                                              404: None}))
+@route(
+    RouteSpec(
+        "An end user with their linked accounts", MANAGE, responses={200: s.UserOut, 404: None}
+    )
+)
 def get_user(user_id: str) -> Response:
     return answer(_user(runtime().directory.get_user(user_id)))
 
 
 @bp.post("/v1/users/<user_id>/accounts")
-@route(RouteSpec("Link an ASPIRE account to a user, if the policy's R7 allows it", MANAGE,
-                 s.LinkIn, {200: s.LinkOut, 201: s.LinkOut, 404: None, 422: None}))
+@route(
+    RouteSpec(
+        "Link an ASPIRE account to a user, if the policy's R7 allows it",
+        MANAGE,
+        s.LinkIn,
+        {200: s.LinkOut, 201: s.LinkOut, 404: None, 422: None},
+    )
+)
 def link(user_id: str, body: s.LinkIn) -> Response:
     written = runtime().directory.link(user_id, body.account_id, utcnow())
     a = written.value
-    out = s.LinkOut(user_id=user_id, account_id=a.account_id, name=a.name, linked_at=a.linked_at,
-                    data_version=written.data_version)
+    out = s.LinkOut(
+        user_id=user_id,
+        account_id=a.account_id,
+        name=a.name,
+        linked_at=a.linked_at,
+        data_version=written.data_version,
+    )
     return answer(out, 201 if written.created else 200)
 
 

@@ -20,8 +20,11 @@ def healthz() -> Response:
 
 
 @bp.get("/readyz")
-@route(RouteSpec("The database answers and a policy is loaded", None,
-                 responses={200: s.HealthOut, 503: None}))
+@route(
+    RouteSpec(
+        "The database answers and a policy is loaded", None, responses={200: s.HealthOut, 503: None}
+    )
+)
 def readyz() -> Response:
     rt = runtime()
     if rt.policy is None or not rt.db.ping():

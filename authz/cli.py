@@ -1,0 +1,176 @@
+"""The `authz` command: schema, sync, keys, demo world and policy fixtures."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+from sqlalchemy import func, select
+
+from authz.config import Settings
+from authz.errors import AuthzError
+from authz.keys import parse_scopes
+from authz.models import Contract
+from authz.runtime import Runtime
+from authz.schema import upgrade
+
+
+def _runtime(migrate: bool = False) -> Runtime:
+    return Runtime.open(Settings.from_env(), migrate=migrate)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def main() -> None:
+    """Contract access service: administration commands."""
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest version."""
+    settings = Settings.from_env()
+    from authz.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    click.echo("schema is up to date")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def sync(files: tuple[str, ...]) -> None:
+    """Apply ASPIRE batch files (the JSON of POST /v1/aspire/batches), in order."""
+    from authz.replica import BatchIn
+
+    rt = _runtime()
+    for name in files:
+        try:
+            batch = BatchIn.model_validate_json(Path(name).read_bytes())
+            r = rt.replica.apply(batch, datetime.now(UTC))
+        except ValidationError as exc:
+            _fail(f"{name}: invalid batch: {exc}")
+            return
+        except AuthzError as exc:
+            _fail(f"{name}: {exc.code}: {exc.detail}")
+            return
+        click.echo(
+            json.dumps(
+                {
+                    "file": name,
+                    "batch_id": r.batch_id,
+                    "applied": r.applied,
+                    "data_version": r.data_version,
+                    "counts": {"accounts": r.accounts, "contracts": r.contracts, "stale": r.stale},
+                }
+            )
+        )
+
+
+@main.group()
+def keys() -> None:
+    """API keys for the portal's services."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="who will use the key, e.g. portal-web")
+@click.option("--scopes", required=True, help="comma list of decide,manage,sync,audit (or all)")
+def keys_create(name: str, scopes: str) -> None:
+    """Create a key; its text is printed once, as the last line."""
+    try:
+        parsed = parse_scopes(scopes)
+        key = _runtime().keys.create(name, parsed, datetime.now(UTC))
+    except AuthzError as exc:
+        _fail(exc.detail if not hasattr(exc, "errors") else f"{exc.detail}: {exc.errors}")
+        return
+    click.echo(
+        f"created key '{name}' with scopes {','.join(sorted(parsed))}; it is shown only once:"
+    )
+    click.echo(key)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Every key: name, id, scopes, created, revoked."""
+    for k in _runtime().keys.list():
+        revoked = k.revoked_at.isoformat() if k.revoked_at else "-"
+        click.echo(
+            f"{k.name}\t{k.key_id}\t{','.join(k.scopes)}\t{k.created_at.isoformat()}\t{revoked}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("name")
+def keys_revoke(name: str) -> None:
+    """Revoke the key with this name."""
+    try:
+        _runtime().keys.revoke(name, datetime.now(UTC))
+    except AuthzError as exc:
+        _fail(exc.detail)
+    click.echo(f"revoked key '{name}'")
+
+
+@main.command()
+@click.option("--contracts", default=10_000, show_default=True)
+@click.option("--accounts", default=2_000, show_default=True)
+@click.option("--users", default=200, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--if-empty", is_flag=True, help="do nothing when the replica holds contracts")
+def demo(contracts: int, accounts: int, users: int, seed: int, if_empty: bool) -> None:
+    """Build a demo world: three sites, accounts, contracts in every state, users with links."""
+    from authz.demo import DemoSize, build
+
+    rt = _runtime(migrate=True)
+    if if_empty:
+        with rt.db.read() as session:
+            held = session.scalar(select(func.count()).select_from(Contract)) or 0
+        if held:
+            click.echo(f"the replica holds {held} contracts already; no demo world loaded")
+            return
+    build(rt, DemoSize(accounts=accounts, contracts=contracts, users=users, seed=seed), click.echo)
+
+
+@main.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--url", help="run against a live service at this base URL")
+@click.option("--key", help="an API key with decide, manage and sync scopes (with --url)")
+@click.option("-v", "--verbose", is_flag=True, help="print every failure")
+def test_fixtures(paths: tuple[Path, ...], url: str | None, key: str | None, verbose: bool) -> None:
+    """Run policy fixture suites (default: policies/tests) against the policy or a service."""
+    from authz.fixtures import LibraryTarget, run_paths
+    from authz.policy import Policy
+
+    settings = Settings.from_env()
+    targets = list(paths) or [settings.policy_dir / "tests"]
+    if url:
+        from authz.fixtures_http import HttpTarget
+
+        if not key:
+            _fail("--url needs --key")
+        target = HttpTarget(url, key or "")
+        actions = target.actions()
+    else:
+        actions = Policy.load(settings.policy_dir).actions
+        target = LibraryTarget(settings.policy_dir, settings.aspire_source)  # type: ignore[assignment]
+    results = run_paths(targets, target, actions)
+    total = sum(r.cases for r in results)
+    failed = sum(len(r.failures) for r in results)
+    for r in results:
+        click.echo(f"{r.path}: {r.cases - len(r.failures)} passed, {len(r.failures)} failed")
+        for f in r.failures if verbose or len(r.failures) <= 20 else r.failures[:20]:
+            click.echo(f"  FAIL {f.case}: expected {f.expected}, got {f.got}")
+    click.echo(f"{total - failed} passed, {failed} failed")
+    sys.exit(1 if failed or not total else 0)
