@@ -1,0 +1,165 @@
+"""Shared fixtures: a fresh store on SQLite and on PostgreSQL, the runtime, the app and a world builder."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from authz.config import ROOT, Settings
+from authz.db import Database, make_engine
+from authz.models import Base
+from authz.replica import BatchIn
+from authz.runtime import Runtime
+from authz.schema import upgrade
+from service import create_app
+
+PG_URL = os.environ.get("AUTHZ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POLICIES = ROOT / "policies"
+T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+def _pg_reachable() -> str | None:
+    try:
+        engine = make_engine(PG_URL, pool_pre_ping=False)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except OperationalError as exc:  # the server does not answer
+        return f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+
+
+@pytest.fixture(scope="session")
+def pg_schema_url() -> Iterator[str]:
+    """A private schema in the test database, migrated once; dropped at the end."""
+    problem = _pg_reachable()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"CI=true but PostgreSQL at {PG_URL} does not answer: {problem}")
+        pytest.skip(f"PostgreSQL at {PG_URL} does not answer ({problem})")  # allowed outside CI
+    schema = f"authz_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    url = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/authz.sqlite3"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        return url
+    url: str = request.getfixturevalue("pg_schema_url")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, policy_dir=POLICIES)
+
+
+@pytest.fixture
+def rt(settings: Settings) -> Iterator[Runtime]:
+    runtime = Runtime.open(settings, Database.from_url(settings.database_url))
+    yield runtime
+    runtime.db.dispose()
+
+
+@pytest.fixture
+def app(rt: Runtime) -> Flask:
+    return create_app({"RUNTIME": rt, "TESTING": True})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def key(rt: Runtime) -> str:
+    """A key with every scope."""
+    return rt.keys.create("tester", frozenset({"decide", "manage", "sync", "audit"}), T0)
+
+
+@pytest.fixture
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+class World:
+    """Builds data through the library's public paths (sync, sites, users, links)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.batches = 0
+
+    def site(self, site_id: str, label: str | None = None, payments: bool = True) -> None:
+        self.rt.directory.put_site(site_id, site_id.title(), label, payments, T0)
+
+    def sync(self, contracts: list[dict[str, Any]], accounts: list[str] | None = None,
+             at: datetime | None = None, **extra: Any) -> Any:
+        self.batches += 1
+        names = accounts if accounts is not None else sorted(
+            {p["account_id"] for c in contracts for p in c.get("parties", [])}
+        )
+        body = {
+            "source": self.rt.settings.aspire_source,
+            "batch_id": f"test#{self.batches}",
+            "extracted_at": (at or T0 + timedelta(seconds=self.batches)).isoformat(),
+            "accounts": [{"account_id": a, "name": f"Account {a}"} for a in names],
+            "contracts": contracts,
+            **extra,
+        }
+        return self.rt.replica.apply(BatchIn.model_validate(body), T0)
+
+    def user(self, user_id: str, site_id: str, *accounts: str, status: str = "active") -> None:
+        self.rt.directory.put_user(user_id, site_id, f"{user_id}@example.com", status, T0)
+        for a in accounts:
+            self.rt.directory.link(user_id, a, T0)
+
+
+def contract(contract_id: str, *parties: str, state: str = "active",
+             label: str | None = None) -> dict[str, Any]:
+    """A contract record; parties as "ACCOUNT:Role", e.g. contract("C1", "A1:Customer")."""
+    return {
+        "contract_id": contract_id,
+        "private_label": label,
+        "state": state,
+        "booked_at": None if state == "pending" else T0.isoformat(),
+        "parties": [
+            {"account_id": a, "role_type": r} for a, r in (p.split(":", 1) for p in parties)
+        ],
+    }
+
+
+@pytest.fixture
+def world(rt: Runtime) -> World:
+    return World(rt)
