@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from authz.config import Settings
 from authz.decisions import CheckRequest
+from authz.errors import AuthzError
 from authz.runtime import Runtime
 
 
@@ -317,6 +318,14 @@ def run_paths(paths: list[Path], target: Any, actions: tuple[str, ...]) -> list[
     results = []
     for path in suite_paths(paths):
         suite = load_suite(path)
-        with target.world(suite.world) as checker:
+        with ExitStack() as stack:
+            try:
+                checker = stack.enter_context(target.world(suite.world))
+            except AuthzError as exc:
+                # The world itself could not be built as the suite says (e.g. a link refused).
+                failed = SuiteResult(str(path), suite.description, cases=1)
+                failed.failures.append(Failure("build the world", "built", f"{exc.code}: {exc}"))
+                results.append(failed)
+                continue
             results.append(run_suite(suite, checker, actions, str(path)))
     return results

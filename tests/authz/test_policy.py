@@ -1,0 +1,143 @@
+"""The policy file itself: loading, version, its declarations, and allow == its named conditions."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from authz.enums import Action, LinkReasonCode, ReasonCode
+from authz.errors import PolicyLoadError
+from authz.fixtures import LibraryTarget, run_paths
+from authz.policy import Policy, PolicyFile, policy_version
+from tests.conftest import POLICIES
+
+POLICY = Policy.load(POLICIES)
+LABELS = st.sampled_from([None, "ACME", "SUMMIT"])
+ROLES = st.lists(st.sampled_from(["Customer", "Guarantor", "Vendor", "Co-Lessee", "customer"]),
+                 unique=True, max_size=3)
+USERS = st.fixed_dictionaries({
+    "found": st.booleans(),
+    "status": st.sampled_from(["active", "disabled", None]),
+    "site_id": st.sampled_from(["s1", "s2"]),
+    "site_label": LABELS,
+    "payments_enabled": st.booleans(),
+    "via_site": st.sampled_from([None, "s1", "s2", "s3"]),
+})
+CONTRACTS = st.fixed_dictionaries({
+    "found": st.booleans(),
+    "from_connected_source": st.booleans(),
+    "state": st.sampled_from(["pending", "active", "closed", None]),
+    "private_label": LABELS,
+    "roles": ROLES,
+})
+
+
+def test_actions_in_the_policy_are_the_action_enum() -> None:
+    assert POLICY.actions == tuple(a.value for a in Action)
+
+
+def test_reason_codes_in_the_policy_are_the_enums() -> None:
+    codes = {c.code for a in POLICY.actions for c in POLICY.conditions(a)}
+    assert codes == {c.value for c in ReasonCode}
+    assert [c.code for c in POLICY.link_conditions] == [c.value for c in LinkReasonCode]
+
+
+def test_conditions_apply_per_action() -> None:
+    names = lambda a: [c.name for c in POLICY.conditions(a)]  # noqa: E731
+    assert "contract_not_closed" not in names("view")
+    assert "payments_enabled" not in names("request_payoff_quote")
+    assert names("make_payment")[-2:] == ["contract_not_closed", "payments_enabled"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(user=USERS, contract=CONTRACTS, action=st.sampled_from([*Action, "fly"]))
+def test_allow_holds_exactly_when_every_applicable_named_condition_holds(
+    user: dict, contract: dict, action: str
+) -> None:
+    conditions = POLICY.conditions(action)
+    every = bool(conditions) and all(
+        POLICY.holds(c.name, user, action, contract) for c in conditions
+    )
+    assert POLICY.is_allowed(user, action, contract) == every
+
+
+def test_policy_version_is_stable_whatever_the_load_order() -> None:
+    a = PolicyFile("a.polar", "x", "allow(_, _, _);")
+    b = PolicyFile("b.polar", "y", "f(1);")
+    assert policy_version([a, b]) == policy_version([b, a])
+    assert policy_version([a, b]) != policy_version([a])
+    assert POLICY.version == Policy.load(POLICIES).version
+
+
+def test_policy_version_changes_with_any_byte(tmp_path: Path) -> None:
+    shutil.copy(POLICIES / "contract_access.polar", tmp_path)
+    before = Policy.load(tmp_path).version
+    with (tmp_path / "contract_access.polar").open("a") as f:
+        f.write("\n# a comment\n")
+    assert Policy.load(tmp_path).version != before
+
+
+def test_a_policy_that_does_not_compile_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "broken.polar").write_text("allow(user, action, contract) if")
+    with pytest.raises(PolicyLoadError):
+        Policy.load(tmp_path)
+
+
+def test_an_empty_policy_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PolicyLoadError):
+        Policy.load(tmp_path)
+
+
+def _edited(tmp_path: Path, old: str, new: str) -> Path:
+    text = (POLICIES / "contract_access.polar").read_text()
+    assert old in text
+    (tmp_path / "contract_access.polar").write_text(text.replace(old, new))
+    shutil.copytree(POLICIES / "tests", tmp_path / "tests")
+    return tmp_path
+
+
+def test_narrowing_guarantor_is_one_line(tmp_path: Path) -> None:
+    d = _edited(
+        tmp_path,
+        'role_grants("Guarantor", action) if action(action);',
+        'role_grants("Guarantor", action) if action in ["view", "view_documents"];',
+    )
+    narrowed = Policy.load(d)
+    user = {"found": True, "status": "active", "site_id": "s", "site_label": None,
+            "payments_enabled": True, "via_site": None}
+    c = {"found": True, "from_connected_source": True, "state": "active",
+         "private_label": None, "roles": ["Guarantor"]}
+    assert narrowed.is_allowed(user, "view", c)
+    assert not narrowed.is_allowed(user, "make_payment", c)
+    assert narrowed.is_allowed(user, "make_payment", dict(c, roles=["Customer"]))
+    assert narrowed.roles_granting("make_payment") == ("Customer",)
+
+
+def test_the_fixtures_pass_on_the_policy() -> None:
+    results = run_paths([POLICIES / "tests"], LibraryTarget(POLICIES), POLICY.actions)
+    assert sum(r.cases for r in results) >= 40
+    assert [f for r in results for f in r.failures] == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('contract_booked(_user, _action, contract) if contract.state = "closed";', ""),
+        ('party_role("Guarantor");', ""),
+        ("    contract.private_label = user.site_label;", "    user.found = contract.found;"),
+        ('user_active(user, _action, _contract) if user.status = "active";',
+         "user_active(_user, _action, _contract);"),
+        ('needs_payments("manage_autopay");', ""),
+        ('holding.state = "active"', 'holding.state != "pending"'),
+    ],
+    ids=["R1-closed", "R2-guarantor", "R3-label", "R5-disabled", "R6-payments", "R7-active"],
+)
+def test_the_fixtures_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:
+    d = _edited(tmp_path, old, new)
+    broken = Policy.load(d)
+    results = run_paths([d / "tests"], LibraryTarget(d), broken.actions)
+    assert [f for r in results for f in r.failures] != []
