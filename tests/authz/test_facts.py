@@ -1,0 +1,49 @@
+"""Facts come in a fixed number of queries, whatever the number of items, accounts or parties."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event
+
+from authz.decisions import CheckRequest
+from authz.runtime import Runtime
+from tests.conftest import World, contract
+
+
+@contextmanager
+def statements(rt: Runtime) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if not statement.startswith(("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA")):
+            seen.append(statement)
+
+    event.listen(rt.db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", record)
+
+
+def test_a_batch_reads_facts_in_four_queries(world: World, rt: Runtime) -> None:
+    world.site("default")
+    accounts = [f"A{i}" for i in range(6)]
+    world.sync([contract(f"C{i}", *(f"{a}:Customer" for a in accounts)) for i in range(30)])
+    for u in range(5):
+        world.user(f"u{u}", "default", *accounts)
+    requests = [CheckRequest(f"u{u}", "view", f"C{c}") for u in range(5) for c in range(30)]
+    with statements(rt) as seen:
+        decisions = rt.decider.check_batch(requests)
+    assert all(d.allowed for d in decisions)
+    assert len(seen) == 4
+
+
+def test_one_check_reads_facts_in_four_queries(world: World, rt: Runtime) -> None:
+    world.site("default")
+    world.sync([contract("C1", "A1:Customer", "A2:Guarantor", "A3:Vendor")])
+    world.user("u", "default", "A1", "A2")
+    with statements(rt) as seen:
+        assert rt.decider.check(CheckRequest("u", "view", "C1")).allowed
+    assert len(seen) == 4
