@@ -1,0 +1,179 @@
+"""POST /v1/check, /v1/check/batch and /v1/explain as the spec writes them."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import World, contract
+
+
+@pytest.fixture
+def seeded(world: World) -> World:
+    world.site("default")
+    world.site("acme", "ACME", payments=False)
+    world.sync([
+        contract("C1", "A1:Customer"),
+        contract("C2", "A1:Customer", state="closed"),
+        contract("C3", "A2:Customer", label="ACME"),
+        contract("C4", "A1:Vendor"),
+    ])
+    world.user("u1", "default", "A1")
+    world.user("u2", "acme", "A2")
+    return world
+
+
+def test_check_answers_the_spec_fields(client: FlaskClient, auth: dict, seeded: World) -> None:
+    r = client.post("/v1/check", json={"user_id": "u1", "action": "view", "contract_id": "C1"},
+                    headers=auth)
+    assert r.status_code == 200
+    assert set(r.json) == {"allowed", "decision_id", "policy_version", "data_version"}
+    assert r.json["allowed"] is True
+    assert r.json["policy_version"] == seeded.rt.policy.version
+    assert r.json["data_version"] == seeded.rt.replica.status().freshness.data_version
+
+
+@pytest.mark.parametrize(
+    ("body", "allowed"),
+    [
+        ({"user_id": "u1", "action": "make_payment", "contract_id": "C1"}, True),
+        ({"user_id": "u1", "action": "make_payment", "contract_id": "C2"}, False),
+        ({"user_id": "u1", "action": "view", "contract_id": "C4"}, False),
+        ({"user_id": "u1", "action": "view", "contract_id": "C1", "site_id": "acme"}, False),
+        ({"user_id": "u1", "action": "view", "contract_id": "C1", "site_id": "default"}, True),
+        ({"user_id": "u2", "action": "make_payment", "contract_id": "C3"}, False),
+        ({"user_id": "u2", "action": "submit_service_request", "contract_id": "C3"}, True),
+        ({"user_id": "ghost", "action": "view", "contract_id": "C1"}, False),
+        ({"user_id": "u1", "action": "view", "contract_id": "C-NONE"}, False),
+    ],
+)
+def test_check_decides(client: FlaskClient, auth: dict, seeded: World, body: dict,
+                       allowed: bool) -> None:
+    r = client.post("/v1/check", json=body, headers=auth)
+    assert r.status_code == 200
+    assert r.json["allowed"] is allowed
+
+
+def test_unknown_action_is_400_naming_the_valid_actions(client: FlaskClient, auth: dict) -> None:
+    r = client.post("/v1/check", json={"user_id": "u1", "action": "fly", "contract_id": "C1"},
+                    headers=auth)
+    assert r.status_code == 400
+    assert r.content_type == "application/problem+json"
+    assert r.json["errors"][0]["field"] == "action"
+    for action in ("view", "view_documents", "make_payment", "submit_service_request"):
+        assert action in r.json["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"action": "view", "contract_id": "C1"}, "user_id"),
+        ({"user_id": 7, "action": "view", "contract_id": "C1"}, "user_id"),
+        ({"user_id": "u", "action": "view", "contract_id": ""}, "contract_id"),
+        ({"user_id": "u", "action": "view", "contract_id": "C1", "site_id": 3}, "site_id"),
+        ({"user_id": "u", "action": "view", "contract_id": "C1", "extra": 1}, "extra"),
+        ({"user_id": "u\x00", "action": "view", "contract_id": "C1"}, "user_id"),
+        ([], "body"),
+    ],
+)
+def test_invalid_check_is_400_naming_the_field(client: FlaskClient, auth: dict, body: object,
+                                               field: str) -> None:
+    r = client.post("/v1/check", json=body, headers=auth)
+    assert r.status_code == 400
+    assert field in [e["field"] for e in r.json["errors"]]
+    assert {"type", "title", "status", "detail"} <= set(r.json)
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"null", b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe"])
+def test_malformed_json_is_400_never_500(client: FlaskClient, auth: dict, raw: bytes) -> None:
+    r = client.post("/v1/check", data=raw, headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code in (400, 413)
+    assert r.content_type == "application/problem+json"
+
+
+def test_oversized_check_is_413(client: FlaskClient, auth: dict) -> None:
+    body = {"user_id": "u" * 100, "action": "view", "contract_id": "C1", "pad": "x" * 100_000}
+    r = client.post("/v1/check", json=body, headers=auth)
+    assert r.status_code == 413
+    assert r.content_type == "application/problem+json"
+
+
+def test_batch_answers_in_order_with_correlation_ids(client: FlaskClient, auth: dict,
+                                                     seeded: World) -> None:
+    checks = [
+        {"user_id": "u1", "action": "view", "contract_id": "C1", "correlation_id": "a"},
+        {"user_id": "u1", "action": "make_payment", "contract_id": "C2"},
+        {"user_id": "u2", "action": "view", "contract_id": "C3", "correlation_id": "c"},
+    ]
+    r = client.post("/v1/check/batch", json={"checks": checks}, headers=auth)
+    assert r.status_code == 200
+    results = r.json["results"]
+    assert [x["allowed"] for x in results] == [True, False, True]
+    assert [x["correlation_id"] for x in results] == ["a", None, "c"]
+    assert len({x["decision_id"] for x in results}) == 3
+
+
+def test_batch_of_1000_is_accepted_and_1001_refused(client: FlaskClient, auth: dict,
+                                                   seeded: World) -> None:
+    item = {"user_id": "u1", "action": "view", "contract_id": "C1",
+            "correlation_id": "x" * 100, "site_id": "default"}
+    ok = client.post("/v1/check/batch", json={"checks": [item] * 1000}, headers=auth)
+    assert ok.status_code == 200 and len(ok.json["results"]) == 1000
+    too_many = client.post("/v1/check/batch", json={"checks": [item] * 1001}, headers=auth)
+    assert too_many.status_code == 400
+    empty = client.post("/v1/check/batch", json={"checks": []}, headers=auth)
+    assert empty.status_code == 400
+
+
+def test_one_invalid_batch_item_fails_the_batch_naming_its_index(client: FlaskClient,
+                                                                 auth: dict) -> None:
+    checks = [{"user_id": "u1", "action": "view", "contract_id": "C1"}] * 3
+    bad = [*checks[:2], {"user_id": "u1", "action": "steal", "contract_id": "C1"}]
+    r = client.post("/v1/check/batch", json={"checks": bad}, headers=auth)
+    assert r.status_code == 400
+    assert [e["field"] for e in r.json["errors"]] == ["checks[2].action"]
+    typed = [*checks[:1], {"user_id": 5, "action": "view", "contract_id": "C1"}]
+    r = client.post("/v1/check/batch", json={"checks": typed}, headers=auth)
+    assert r.json["errors"][0]["field"] == "checks[1].user_id"
+
+
+def test_explain_lists_conditions_and_reasons(client: FlaskClient, auth: dict,
+                                              seeded: World) -> None:
+    body = {"user_id": "u1", "action": "make_payment", "contract_id": "C2"}
+    r = client.post("/v1/explain", json=body, headers=auth)
+    assert r.status_code == 200
+    assert r.json["allowed"] is False
+    names = [c["name"] for c in r.json["conditions"]]
+    assert names == [
+        "user_exists", "contract_exists", "contract_booked", "party_role_grants_action",
+        "private_label_matches", "user_active", "request_from_user_site",
+        "contract_not_closed", "payments_enabled",
+    ]
+    assert [c["name"] for c in r.json["conditions"] if not c["passed"]] == ["contract_not_closed"]
+    assert [x["code"] for x in r.json["reasons"]] == ["CONTRACT_CLOSED"]
+
+
+def test_explain_of_an_allowed_decision_has_no_reasons(client: FlaskClient, auth: dict,
+                                                       seeded: World) -> None:
+    body = {"user_id": "u1", "action": "view", "contract_id": "C1"}
+    r = client.post("/v1/explain", json=body, headers=auth)
+    assert r.json["allowed"] is True and r.json["reasons"] == []
+    assert all(c["passed"] for c in r.json["conditions"])
+    assert "contract_not_closed" not in [c["name"] for c in r.json["conditions"]]
+
+
+def test_explanations_name_the_facts_support_needs(client: FlaskClient, auth: dict,
+                                                    seeded: World) -> None:
+    label = client.post("/v1/explain", headers=auth,
+                        json={"user_id": "u2", "action": "view", "contract_id": "C1"}).json
+    message = label["reasons"][-1]["message"]
+    assert "no private label" in message and "'ACME'" in message and "acme" in message
+    role = client.post("/v1/explain", headers=auth,
+                       json={"user_id": "u1", "action": "view", "contract_id": "C4"}).json
+    assert role["reasons"][0]["code"] == "NO_LINKED_PARTY_ROLE"
+    assert "A1" in role["reasons"][0]["message"] and "Vendor" in role["reasons"][0]["message"]
+    assert "last synced" in role["reasons"][0]["message"]
+    missing = client.post("/v1/explain", headers=auth,
+                          json={"user_id": "u1", "action": "view", "contract_id": "C9"}).json
+    assert [x["code"] for x in missing["reasons"]] == ["CONTRACT_NOT_FOUND"]
+    assert "may not have arrived yet" in missing["reasons"][0]["message"]
