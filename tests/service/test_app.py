@@ -1,0 +1,91 @@
+"""The app factory, operations endpoints and the OpenAPI document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from authz.enums import Action
+from authz.errors import PolicyLoadError
+from authz.runtime import Runtime
+from service import create_app
+
+
+def test_factory_uses_the_given_runtime(rt: Runtime) -> None:
+    app = create_app({"RUNTIME": rt, "TESTING": True})
+    assert isinstance(app, Flask) and app.testing
+    assert app.extensions["authz"] is rt
+
+
+def test_factory_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/env.sqlite3")
+    app = create_app()
+    assert app.extensions["authz"].settings.database_url.endswith("env.sqlite3")
+    app.extensions["authz"].db.dispose()
+
+
+def test_a_policy_that_fails_to_load_stops_the_start(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    (tmp_path / "bad.polar").write_text("allow(")
+    monkeypatch.setenv("AUTHZ_POLICY_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/x.sqlite3")
+    with pytest.raises(PolicyLoadError):
+        create_app()
+
+
+def test_readyz_is_503_when_the_database_does_not_answer(rt: Runtime, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from authz.db import Database
+
+    dead = replace(rt, db=Database.from_url("postgresql://nobody@127.0.0.1:1/none"))
+    client = create_app({"RUNTIME": dead}).test_client()
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    assert r.content_type == "application/problem+json"
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_store_that_cannot_be_reached_is_503_never_an_allow(rt: Runtime, auth: dict) -> None:
+    from dataclasses import replace
+
+    from authz.db import Database
+    from authz.decisions import Decider
+
+    dead_db = Database.from_url("postgresql://nobody@127.0.0.1:1/none")
+    dead = replace(rt, decider=Decider(dead_db, rt.policy, rt.settings))
+    client = create_app({"RUNTIME": dead}).test_client()
+    r = client.post("/v1/check", json={"user_id": "u", "action": "view", "contract_id": "C"},
+                    headers=auth)
+    assert r.status_code == 503
+    assert "allowed" not in r.json
+
+
+def test_unknown_route_and_method_are_problems(client: FlaskClient, auth: dict) -> None:
+    r = client.get("/v1/nothing", headers=auth)
+    assert r.status_code == 404 and r.content_type == "application/problem+json"
+    r = client.get("/v1/check", headers=auth)
+    assert r.status_code == 405 and r.content_type == "application/problem+json"
+
+
+def test_openapi_documents_every_v1_route(client: FlaskClient) -> None:
+    doc = client.get("/openapi.json").json
+    assert doc["openapi"].startswith("3.")
+    paths = doc["paths"]
+    for path, method in [("/v1/check", "post"), ("/v1/check/batch", "post"),
+                         ("/v1/explain", "post"), ("/v1/sites/{site_id}", "put"),
+                         ("/v1/sites", "get"), ("/v1/users/{user_id}", "put"),
+                         ("/v1/users/{user_id}/accounts", "post"),
+                         ("/v1/users/{user_id}/accounts/{account_id}", "delete"),
+                         ("/v1/aspire/batches", "post"), ("/v1/aspire/status", "get")]:
+        assert method in paths[path], (path, method)
+    action = doc["components"]["schemas"]["CheckIn"]["properties"]["action"]
+    assert action["enum"] == [a.value for a in Action]
+
+
+def test_metrics_are_prometheus_text(client: FlaskClient) -> None:
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.mimetype == "text/plain"
