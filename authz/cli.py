@@ -15,6 +15,7 @@ from authz.config import Settings
 from authz.errors import AuthzError
 from authz.keys import parse_scopes
 from authz.models import Contract
+from authz.replica import BatchIn
 from authz.runtime import Runtime
 from authz.schema import upgrade
 
@@ -54,9 +55,11 @@ def db_upgrade() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def sync(files: tuple[str, ...]) -> None:
     """Apply ASPIRE batch files (the JSON of POST /v1/aspire/batches), in order."""
-    from authz.replica import BatchIn
+    with _runtime() as rt:
+        _sync_files(rt, files)
 
-    rt = _runtime()
+
+def _sync_files(rt: Runtime, files: tuple[str, ...]) -> None:
     for name in files:
         try:
             batch = BatchIn.model_validate_json(Path(name).read_bytes())
@@ -92,7 +95,8 @@ def keys_create(name: str, scopes: str) -> None:
     """Create a key; its text is printed once, as the last line."""
     try:
         parsed = parse_scopes(scopes)
-        key = _runtime().keys.create(name, parsed, datetime.now(UTC))
+        with _runtime() as rt:
+            key = rt.keys.create(name, parsed, datetime.now(UTC))
     except AuthzError as exc:
         _fail(exc.detail if not hasattr(exc, "errors") else f"{exc.detail}: {exc.errors}")
         return
@@ -105,7 +109,9 @@ def keys_create(name: str, scopes: str) -> None:
 @keys.command("list")
 def keys_list() -> None:
     """Every key: name, id, scopes, created, revoked."""
-    for k in _runtime().keys.list():
+    with _runtime() as rt:
+        listed = rt.keys.list()
+    for k in listed:
         revoked = k.revoked_at.isoformat() if k.revoked_at else "-"
         click.echo(
             f"{k.name}\t{k.key_id}\t{','.join(k.scopes)}\t{k.created_at.isoformat()}\t{revoked}"
@@ -117,7 +123,8 @@ def keys_list() -> None:
 def keys_revoke(name: str) -> None:
     """Revoke the key with this name."""
     try:
-        _runtime().keys.revoke(name, datetime.now(UTC))
+        with _runtime() as rt:
+            rt.keys.revoke(name, datetime.now(UTC))
     except AuthzError as exc:
         _fail(exc.detail)
     click.echo(f"revoked key '{name}'")
@@ -133,14 +140,15 @@ def demo(contracts: int, accounts: int, users: int, seed: int, if_empty: bool) -
     """Build a demo world: three sites, accounts, contracts in every state, users with links."""
     from authz.demo import DemoSize, build
 
-    rt = _runtime(migrate=True)
-    if if_empty:
-        with rt.db.read() as session:
-            held = session.scalar(select(func.count()).select_from(Contract)) or 0
-        if held:
-            click.echo(f"the replica holds {held} contracts already; no demo world loaded")
-            return
-    build(rt, DemoSize(accounts=accounts, contracts=contracts, users=users, seed=seed), click.echo)
+    with _runtime(migrate=True) as rt:
+        if if_empty:
+            with rt.db.read() as session:
+                held = session.scalar(select(func.count()).select_from(Contract)) or 0
+            if held:
+                click.echo(f"the replica holds {held} contracts already; no demo world loaded")
+                return
+        size = DemoSize(accounts=accounts, contracts=contracts, users=users, seed=seed)
+        build(rt, size, click.echo)
 
 
 @main.command("test")

@@ -24,6 +24,16 @@ class Runtime:
     directory: Directory
     keys: Keys
 
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.db.dispose()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     @classmethod
     def open(cls, settings: Settings, db: Database | None = None, migrate: bool = False) -> Runtime:
         """Load the policy and connect to the store.

@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh store on SQLite and on PostgreSQL, the runtime, the app and a world builder."""
+"""Shared fixtures: a fresh store on SQLite and PostgreSQL, the runtime, the app, a world."""
 
 from __future__ import annotations
 
@@ -124,11 +124,18 @@ class World:
     def site(self, site_id: str, label: str | None = None, payments: bool = True) -> None:
         self.rt.directory.put_site(site_id, site_id.title(), label, payments, T0)
 
-    def sync(self, contracts: list[dict[str, Any]], accounts: list[str] | None = None,
-             at: datetime | None = None, **extra: Any) -> Any:
+    def sync(
+        self,
+        contracts: list[dict[str, Any]],
+        accounts: list[str] | None = None,
+        at: datetime | None = None,
+        **extra: Any,
+    ) -> Any:
         self.batches += 1
-        names = accounts if accounts is not None else sorted(
-            {p["account_id"] for c in contracts for p in c.get("parties", [])}
+        names = (
+            accounts
+            if accounts is not None
+            else sorted({p["account_id"] for c in contracts for p in c.get("parties", [])})
         )
         body = {
             "source": self.rt.settings.aspire_source,
@@ -146,8 +153,9 @@ class World:
             self.rt.directory.link(user_id, a, T0)
 
 
-def contract(contract_id: str, *parties: str, state: str = "active",
-             label: str | None = None) -> dict[str, Any]:
+def contract(
+    contract_id: str, *parties: str, state: str = "active", label: str | None = None
+) -> dict[str, Any]:
     """A contract record; parties as "ACCOUNT:Role", e.g. contract("C1", "A1:Customer")."""
     return {
         "contract_id": contract_id,

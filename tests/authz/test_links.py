@@ -14,13 +14,15 @@ from tests.conftest import T0, World, contract
 def linked(world: World) -> World:
     world.site("default")
     world.site("acme", "ACME")
-    world.sync([
-        contract("C1", "A1:Customer"),
-        contract("C2", "A2:Guarantor", label="ACME"),
-        contract("C3", "A3:Vendor"),
-        contract("C4", "A4:Customer", state="closed"),
-        contract("C5", "A5:Customer", state="pending"),
-    ])
+    world.sync(
+        [
+            contract("C1", "A1:Customer"),
+            contract("C2", "A2:Guarantor", label="ACME"),
+            contract("C3", "A3:Vendor"),
+            contract("C4", "A4:Customer", state="closed"),
+            contract("C5", "A5:Customer", state="pending"),
+        ]
+    )
     world.user("u", "default")
     world.user("v", "acme")
     return world

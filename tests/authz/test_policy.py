@@ -17,23 +17,30 @@ from tests.conftest import POLICIES
 
 POLICY = Policy.load(POLICIES)
 LABELS = st.sampled_from([None, "ACME", "SUMMIT"])
-ROLES = st.lists(st.sampled_from(["Customer", "Guarantor", "Vendor", "Co-Lessee", "customer"]),
-                 unique=True, max_size=3)
-USERS = st.fixed_dictionaries({
-    "found": st.booleans(),
-    "status": st.sampled_from(["active", "disabled", None]),
-    "site_id": st.sampled_from(["s1", "s2"]),
-    "site_label": LABELS,
-    "payments_enabled": st.booleans(),
-    "via_site": st.sampled_from([None, "s1", "s2", "s3"]),
-})
-CONTRACTS = st.fixed_dictionaries({
-    "found": st.booleans(),
-    "from_connected_source": st.booleans(),
-    "state": st.sampled_from(["pending", "active", "closed", None]),
-    "private_label": LABELS,
-    "roles": ROLES,
-})
+ROLES = st.lists(
+    st.sampled_from(["Customer", "Guarantor", "Vendor", "Co-Lessee", "customer"]),
+    unique=True,
+    max_size=3,
+)
+USERS = st.fixed_dictionaries(
+    {
+        "found": st.booleans(),
+        "status": st.sampled_from(["active", "disabled", None]),
+        "site_id": st.sampled_from(["s1", "s2"]),
+        "site_label": LABELS,
+        "payments_enabled": st.booleans(),
+        "via_site": st.sampled_from([None, "s1", "s2", "s3"]),
+    }
+)
+CONTRACTS = st.fixed_dictionaries(
+    {
+        "found": st.booleans(),
+        "from_connected_source": st.booleans(),
+        "state": st.sampled_from(["pending", "active", "closed", None]),
+        "private_label": LABELS,
+        "roles": ROLES,
+    }
+)
 
 
 def test_actions_in_the_policy_are_the_action_enum() -> None:
@@ -107,10 +114,21 @@ def test_narrowing_guarantor_is_one_line(tmp_path: Path) -> None:
         'role_grants("Guarantor", action) if action in ["view", "view_documents"];',
     )
     narrowed = Policy.load(d)
-    user = {"found": True, "status": "active", "site_id": "s", "site_label": None,
-            "payments_enabled": True, "via_site": None}
-    c = {"found": True, "from_connected_source": True, "state": "active",
-         "private_label": None, "roles": ["Guarantor"]}
+    user = {
+        "found": True,
+        "status": "active",
+        "site_id": "s",
+        "site_label": None,
+        "payments_enabled": True,
+        "via_site": None,
+    }
+    c = {
+        "found": True,
+        "from_connected_source": True,
+        "state": "active",
+        "private_label": None,
+        "roles": ["Guarantor"],
+    }
     assert narrowed.is_allowed(user, "view", c)
     assert not narrowed.is_allowed(user, "make_payment", c)
     assert narrowed.is_allowed(user, "make_payment", dict(c, roles=["Customer"]))
@@ -129,8 +147,10 @@ def test_the_fixtures_pass_on_the_policy() -> None:
         ('contract_booked(_user, _action, contract) if contract.state = "closed";', ""),
         ('party_role("Guarantor");', ""),
         ("    contract.private_label = user.site_label;", "    user.found = contract.found;"),
-        ('user_active(user, _action, _contract) if user.status = "active";',
-         "user_active(_user, _action, _contract);"),
+        (
+            'user_active(user, _action, _contract) if user.status = "active";',
+            "user_active(_user, _action, _contract);",
+        ),
         ('needs_payments("manage_autopay");', ""),
         ('holding.state = "active"', 'holding.state != "pending"'),
     ],

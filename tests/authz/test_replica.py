@@ -28,9 +28,13 @@ def test_batch_applies_and_reports_counts(world: World) -> None:
 
 
 def test_same_batch_id_twice_changes_nothing(world: World, rt: Runtime) -> None:
-    body = {"source": "aspire-prod", "batch_id": "b-1", "extracted_at": T0.isoformat(),
-            "accounts": [{"account_id": "A1", "name": "A"}],
-            "contracts": [contract("C1", "A1:Customer")]}
+    body = {
+        "source": "aspire-prod",
+        "batch_id": "b-1",
+        "extracted_at": T0.isoformat(),
+        "accounts": [{"account_id": "A1", "name": "A"}],
+        "contracts": [contract("C1", "A1:Customer")],
+    }
     first = rt.replica.apply(BatchIn.model_validate(body), T0)
     body["contracts"] = [contract("C1", "A1:Customer", state="closed")]
     again = rt.replica.apply(BatchIn.model_validate(body), T0)
@@ -51,8 +55,9 @@ def test_a_contract_record_replaces_state_and_parties(world: World) -> None:
 
 def test_a_late_older_batch_never_overwrites_newer_data(world: World) -> None:
     world.sync([contract("C1", "A1:Customer", state="closed")], at=T0 + timedelta(hours=1))
-    r = world.sync([contract("C1", "A1:Customer"), contract("C2", "A1:Customer")],
-                   at=T0 + timedelta(minutes=5))
+    r = world.sync(
+        [contract("C1", "A1:Customer"), contract("C2", "A1:Customer")], at=T0 + timedelta(minutes=5)
+    )
     assert (r.contracts, r.stale) == (1, 2)  # C1 and account A1 are stale
     with world.rt.db.read() as s:
         assert s.get(Contract, "C1").state == "closed"
@@ -61,8 +66,7 @@ def test_a_late_older_batch_never_overwrites_newer_data(world: World) -> None:
 
 def test_party_account_must_be_in_the_batch_or_held(world: World) -> None:
     with pytest.raises(InvalidInput) as err:
-        world.sync([contract("C1", "A1:Customer"), contract("C2", "A9:Customer")],
-                   accounts=["A1"])
+        world.sync([contract("C1", "A1:Customer"), contract("C2", "A9:Customer")], accounts=["A1"])
     assert [e.field for e in err.value.errors] == ["contracts[1].parties[0].account_id"]
     assert count(world.rt, Contract) == 0  # nothing of the batch was applied
     world.sync([contract("C1", "A1:Customer")])
@@ -99,15 +103,21 @@ def test_another_source_is_refused(rt: Runtime) -> None:
     ],
 )
 def test_invalid_records_are_refused(bad: dict) -> None:
-    body = {"source": "aspire-prod", "batch_id": "x", "extracted_at": T0.isoformat(),
-            "contracts": [{**contract("C1", "A1:Customer"), **bad}]}
+    body = {
+        "source": "aspire-prod",
+        "batch_id": "x",
+        "extracted_at": T0.isoformat(),
+        "contracts": [{**contract("C1", "A1:Customer"), **bad}],
+    }
     with pytest.raises(ValidationError):
         BatchIn.model_validate(body)
 
 
 def test_extracted_at_needs_a_time_zone() -> None:
     with pytest.raises(ValidationError):
-        BatchIn.model_validate({"source": "s", "batch_id": "b", "extracted_at": "2026-11-26T10:00:00"})
+        BatchIn.model_validate(
+            {"source": "s", "batch_id": "b", "extracted_at": "2026-11-26T10:00:00"}
+        )
 
 
 def test_data_version_grows_with_every_change(world: World, rt: Runtime) -> None:

@@ -8,8 +8,14 @@ from authz.decisions import CheckRequest
 from authz.runtime import Runtime
 from tests.conftest import World, contract
 
-ALL = ("view", "view_documents", "make_payment", "manage_autopay", "request_payoff_quote",
-       "submit_service_request")
+ALL = (
+    "view",
+    "view_documents",
+    "make_payment",
+    "manage_autopay",
+    "request_payoff_quote",
+    "submit_service_request",
+)
 VIEWS = ("view", "view_documents")
 
 
@@ -17,8 +23,12 @@ def allowed(rt: Runtime, user: str, action: str, contract_id: str, site: str | N
     return rt.decider.check(CheckRequest(user, action, contract_id, site)).allowed
 
 
-def reasons(rt: Runtime, user: str, action: str, contract_id: str, site: str | None = None) -> list[str]:
-    return [r.code for r in rt.decider.explain(CheckRequest(user, action, contract_id, site)).reasons]
+def reasons(
+    rt: Runtime, user: str, action: str, contract_id: str, site: str | None = None
+) -> list[str]:
+    return [
+        r.code for r in rt.decider.explain(CheckRequest(user, action, contract_id, site)).reasons
+    ]
 
 
 @pytest.fixture
@@ -26,17 +36,19 @@ def base(world: World) -> World:
     world.site("default")
     world.site("acme", "ACME")
     world.site("nopay", "NOPAY", payments=False)
-    world.sync([
-        contract("C-ACT", "A1:Customer"),
-        contract("C-CLO", "A1:Customer", state="closed"),
-        contract("C-PEN", "A1:Customer", state="pending"),
-        contract("C-ACME", "A1:Customer", label="ACME"),
-        contract("C-GUA", "A2:Guarantor"),
-        contract("C-CO", "A2:Co-Lessee"),
-        contract("C-VEN", "A2:Vendor"),
-        contract("C-NP", "A3:Customer", label="NOPAY"),
-        contract("C-NPCLO", "A3:Customer", label="NOPAY", state="closed"),
-    ])
+    world.sync(
+        [
+            contract("C-ACT", "A1:Customer"),
+            contract("C-CLO", "A1:Customer", state="closed"),
+            contract("C-PEN", "A1:Customer", state="pending"),
+            contract("C-ACME", "A1:Customer", label="ACME"),
+            contract("C-GUA", "A2:Guarantor"),
+            contract("C-CO", "A2:Co-Lessee"),
+            contract("C-VEN", "A2:Vendor"),
+            contract("C-NP", "A3:Customer", label="NOPAY"),
+            contract("C-NPCLO", "A3:Customer", label="NOPAY", state="closed"),
+        ]
+    )
     world.user("alice", "default", "A1")
     world.user("gina", "default", "A2")
     world.user("ned", "nopay", "A3")
@@ -171,8 +183,9 @@ def test_role_types_compare_exactly_as_aspire_spells_them(world: World) -> None:
 
 def test_labels_compare_exactly(world: World) -> None:
     world.site("acme", "ACME")
-    world.sync([contract("C1", "A1:Customer", label="ACME"),
-                contract("C2", "A1:Customer", label="Acme")])
+    world.sync(
+        [contract("C1", "A1:Customer", label="ACME"), contract("C2", "A1:Customer", label="Acme")]
+    )
     world.user("u", "acme", "A1")
     assert allowed(world.rt, "u", "view", "C1")
     assert not allowed(world.rt, "u", "view", "C2")

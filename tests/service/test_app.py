@@ -27,8 +27,9 @@ def test_factory_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     app.extensions["authz"].db.dispose()
 
 
-def test_a_policy_that_fails_to_load_stops_the_start(monkeypatch: pytest.MonkeyPatch,
-                                                     tmp_path: Path) -> None:
+def test_a_policy_that_fails_to_load_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     (tmp_path / "bad.polar").write_text("allow(")
     monkeypatch.setenv("AUTHZ_POLICY_DIR", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/x.sqlite3")
@@ -58,8 +59,9 @@ def test_a_store_that_cannot_be_reached_is_503_never_an_allow(rt: Runtime, auth:
     dead_db = Database.from_url("postgresql://nobody@127.0.0.1:1/none")
     dead = replace(rt, decider=Decider(dead_db, rt.policy, rt.settings))
     client = create_app({"RUNTIME": dead}).test_client()
-    r = client.post("/v1/check", json={"user_id": "u", "action": "view", "contract_id": "C"},
-                    headers=auth)
+    r = client.post(
+        "/v1/check", json={"user_id": "u", "action": "view", "contract_id": "C"}, headers=auth
+    )
     assert r.status_code == 503
     assert "allowed" not in r.json
 
@@ -75,12 +77,18 @@ def test_openapi_documents_every_v1_route(client: FlaskClient) -> None:
     doc = client.get("/openapi.json").json
     assert doc["openapi"].startswith("3.")
     paths = doc["paths"]
-    for path, method in [("/v1/check", "post"), ("/v1/check/batch", "post"),
-                         ("/v1/explain", "post"), ("/v1/sites/{site_id}", "put"),
-                         ("/v1/sites", "get"), ("/v1/users/{user_id}", "put"),
-                         ("/v1/users/{user_id}/accounts", "post"),
-                         ("/v1/users/{user_id}/accounts/{account_id}", "delete"),
-                         ("/v1/aspire/batches", "post"), ("/v1/aspire/status", "get")]:
+    for path, method in [
+        ("/v1/check", "post"),
+        ("/v1/check/batch", "post"),
+        ("/v1/explain", "post"),
+        ("/v1/sites/{site_id}", "put"),
+        ("/v1/sites", "get"),
+        ("/v1/users/{user_id}", "put"),
+        ("/v1/users/{user_id}/accounts", "post"),
+        ("/v1/users/{user_id}/accounts/{account_id}", "delete"),
+        ("/v1/aspire/batches", "post"),
+        ("/v1/aspire/status", "get"),
+    ]:
         assert method in paths[path], (path, method)
     action = doc["components"]["schemas"]["CheckIn"]["properties"]["action"]
     assert action["enum"] == [a.value for a in Action]

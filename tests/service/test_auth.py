@@ -15,7 +15,9 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.mark.parametrize("header", [None, "Bearer", "Basic abc", "Bearer azk_nope_nope", "Bearer x"])
+@pytest.mark.parametrize(
+    "header", [None, "Bearer", "Basic abc", "Bearer azk_nope_nope", "Bearer x"]
+)
 def test_missing_or_unknown_key_is_401(client: FlaskClient, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
     r = client.post("/v1/check", json=CHECK, headers=headers)

@@ -12,20 +12,23 @@ from tests.conftest import World, contract
 def seeded(world: World) -> World:
     world.site("default")
     world.site("acme", "ACME", payments=False)
-    world.sync([
-        contract("C1", "A1:Customer"),
-        contract("C2", "A1:Customer", state="closed"),
-        contract("C3", "A2:Customer", label="ACME"),
-        contract("C4", "A1:Vendor"),
-    ])
+    world.sync(
+        [
+            contract("C1", "A1:Customer"),
+            contract("C2", "A1:Customer", state="closed"),
+            contract("C3", "A2:Customer", label="ACME"),
+            contract("C4", "A1:Vendor"),
+        ]
+    )
     world.user("u1", "default", "A1")
     world.user("u2", "acme", "A2")
     return world
 
 
 def test_check_answers_the_spec_fields(client: FlaskClient, auth: dict, seeded: World) -> None:
-    r = client.post("/v1/check", json={"user_id": "u1", "action": "view", "contract_id": "C1"},
-                    headers=auth)
+    r = client.post(
+        "/v1/check", json={"user_id": "u1", "action": "view", "contract_id": "C1"}, headers=auth
+    )
     assert r.status_code == 200
     assert set(r.json) == {"allowed", "decision_id", "policy_version", "data_version"}
     assert r.json["allowed"] is True
@@ -47,16 +50,18 @@ def test_check_answers_the_spec_fields(client: FlaskClient, auth: dict, seeded: 
         ({"user_id": "u1", "action": "view", "contract_id": "C-NONE"}, False),
     ],
 )
-def test_check_decides(client: FlaskClient, auth: dict, seeded: World, body: dict,
-                       allowed: bool) -> None:
+def test_check_decides(
+    client: FlaskClient, auth: dict, seeded: World, body: dict, allowed: bool
+) -> None:
     r = client.post("/v1/check", json=body, headers=auth)
     assert r.status_code == 200
     assert r.json["allowed"] is allowed
 
 
 def test_unknown_action_is_400_naming_the_valid_actions(client: FlaskClient, auth: dict) -> None:
-    r = client.post("/v1/check", json={"user_id": "u1", "action": "fly", "contract_id": "C1"},
-                    headers=auth)
+    r = client.post(
+        "/v1/check", json={"user_id": "u1", "action": "fly", "contract_id": "C1"}, headers=auth
+    )
     assert r.status_code == 400
     assert r.content_type == "application/problem+json"
     assert r.json["errors"][0]["field"] == "action"
@@ -76,8 +81,9 @@ def test_unknown_action_is_400_naming_the_valid_actions(client: FlaskClient, aut
         ([], "body"),
     ],
 )
-def test_invalid_check_is_400_naming_the_field(client: FlaskClient, auth: dict, body: object,
-                                               field: str) -> None:
+def test_invalid_check_is_400_naming_the_field(
+    client: FlaskClient, auth: dict, body: object, field: str
+) -> None:
     r = client.post("/v1/check", json=body, headers=auth)
     assert r.status_code == 400
     assert field in [e["field"] for e in r.json["errors"]]
@@ -98,8 +104,9 @@ def test_oversized_check_is_413(client: FlaskClient, auth: dict) -> None:
     assert r.content_type == "application/problem+json"
 
 
-def test_batch_answers_in_order_with_correlation_ids(client: FlaskClient, auth: dict,
-                                                     seeded: World) -> None:
+def test_batch_answers_in_order_with_correlation_ids(
+    client: FlaskClient, auth: dict, seeded: World
+) -> None:
     checks = [
         {"user_id": "u1", "action": "view", "contract_id": "C1", "correlation_id": "a"},
         {"user_id": "u1", "action": "make_payment", "contract_id": "C2"},
@@ -113,10 +120,16 @@ def test_batch_answers_in_order_with_correlation_ids(client: FlaskClient, auth: 
     assert len({x["decision_id"] for x in results}) == 3
 
 
-def test_batch_of_1000_is_accepted_and_1001_refused(client: FlaskClient, auth: dict,
-                                                   seeded: World) -> None:
-    item = {"user_id": "u1", "action": "view", "contract_id": "C1",
-            "correlation_id": "x" * 100, "site_id": "default"}
+def test_batch_of_1000_is_accepted_and_1001_refused(
+    client: FlaskClient, auth: dict, seeded: World
+) -> None:
+    item = {
+        "user_id": "u1",
+        "action": "view",
+        "contract_id": "C1",
+        "correlation_id": "x" * 100,
+        "site_id": "default",
+    }
     ok = client.post("/v1/check/batch", json={"checks": [item] * 1000}, headers=auth)
     assert ok.status_code == 200 and len(ok.json["results"]) == 1000
     too_many = client.post("/v1/check/batch", json={"checks": [item] * 1001}, headers=auth)
@@ -125,8 +138,9 @@ def test_batch_of_1000_is_accepted_and_1001_refused(client: FlaskClient, auth: d
     assert empty.status_code == 400
 
 
-def test_one_invalid_batch_item_fails_the_batch_naming_its_index(client: FlaskClient,
-                                                                 auth: dict) -> None:
+def test_one_invalid_batch_item_fails_the_batch_naming_its_index(
+    client: FlaskClient, auth: dict
+) -> None:
     checks = [{"user_id": "u1", "action": "view", "contract_id": "C1"}] * 3
     bad = [*checks[:2], {"user_id": "u1", "action": "steal", "contract_id": "C1"}]
     r = client.post("/v1/check/batch", json={"checks": bad}, headers=auth)
@@ -137,24 +151,32 @@ def test_one_invalid_batch_item_fails_the_batch_naming_its_index(client: FlaskCl
     assert r.json["errors"][0]["field"] == "checks[1].user_id"
 
 
-def test_explain_lists_conditions_and_reasons(client: FlaskClient, auth: dict,
-                                              seeded: World) -> None:
+def test_explain_lists_conditions_and_reasons(
+    client: FlaskClient, auth: dict, seeded: World
+) -> None:
     body = {"user_id": "u1", "action": "make_payment", "contract_id": "C2"}
     r = client.post("/v1/explain", json=body, headers=auth)
     assert r.status_code == 200
     assert r.json["allowed"] is False
     names = [c["name"] for c in r.json["conditions"]]
     assert names == [
-        "user_exists", "contract_exists", "contract_booked", "party_role_grants_action",
-        "private_label_matches", "user_active", "request_from_user_site",
-        "contract_not_closed", "payments_enabled",
+        "user_exists",
+        "contract_exists",
+        "contract_booked",
+        "party_role_grants_action",
+        "private_label_matches",
+        "user_active",
+        "request_from_user_site",
+        "contract_not_closed",
+        "payments_enabled",
     ]
     assert [c["name"] for c in r.json["conditions"] if not c["passed"]] == ["contract_not_closed"]
     assert [x["code"] for x in r.json["reasons"]] == ["CONTRACT_CLOSED"]
 
 
-def test_explain_of_an_allowed_decision_has_no_reasons(client: FlaskClient, auth: dict,
-                                                       seeded: World) -> None:
+def test_explain_of_an_allowed_decision_has_no_reasons(
+    client: FlaskClient, auth: dict, seeded: World
+) -> None:
     body = {"user_id": "u1", "action": "view", "contract_id": "C1"}
     r = client.post("/v1/explain", json=body, headers=auth)
     assert r.json["allowed"] is True and r.json["reasons"] == []
@@ -162,18 +184,22 @@ def test_explain_of_an_allowed_decision_has_no_reasons(client: FlaskClient, auth
     assert "contract_not_closed" not in [c["name"] for c in r.json["conditions"]]
 
 
-def test_explanations_name_the_facts_support_needs(client: FlaskClient, auth: dict,
-                                                    seeded: World) -> None:
-    label = client.post("/v1/explain", headers=auth,
-                        json={"user_id": "u2", "action": "view", "contract_id": "C1"}).json
+def test_explanations_name_the_facts_support_needs(
+    client: FlaskClient, auth: dict, seeded: World
+) -> None:
+    label = client.post(
+        "/v1/explain", headers=auth, json={"user_id": "u2", "action": "view", "contract_id": "C1"}
+    ).json
     message = label["reasons"][-1]["message"]
     assert "no private label" in message and "'ACME'" in message and "acme" in message
-    role = client.post("/v1/explain", headers=auth,
-                       json={"user_id": "u1", "action": "view", "contract_id": "C4"}).json
+    role = client.post(
+        "/v1/explain", headers=auth, json={"user_id": "u1", "action": "view", "contract_id": "C4"}
+    ).json
     assert role["reasons"][0]["code"] == "NO_LINKED_PARTY_ROLE"
     assert "A1" in role["reasons"][0]["message"] and "Vendor" in role["reasons"][0]["message"]
     assert "last synced" in role["reasons"][0]["message"]
-    missing = client.post("/v1/explain", headers=auth,
-                          json={"user_id": "u1", "action": "view", "contract_id": "C9"}).json
+    missing = client.post(
+        "/v1/explain", headers=auth, json={"user_id": "u1", "action": "view", "contract_id": "C9"}
+    ).json
     assert [x["code"] for x in missing["reasons"]] == ["CONTRACT_NOT_FOUND"]
     assert "may not have arrived yet" in missing["reasons"][0]["message"]

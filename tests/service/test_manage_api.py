@@ -12,20 +12,25 @@ def test_put_site_creates_then_replaces(client: FlaskClient, auth: dict) -> None
     r = client.put("/v1/sites/acme", json={"name": "Acme", "private_label": "ACME"}, headers=auth)
     assert r.status_code == 201
     assert r.json["payments_enabled"] is True  # the default
-    r = client.put("/v1/sites/acme", json={"name": "Acme Finance", "private_label": None,
-                                           "payments_enabled": False}, headers=auth)
+    r = client.put(
+        "/v1/sites/acme",
+        json={"name": "Acme Finance", "private_label": None, "payments_enabled": False},
+        headers=auth,
+    )
     assert r.status_code == 200
     sites = client.get("/v1/sites", headers=auth).json["sites"]
-    assert [(s["site_id"], s["name"], s["private_label"], s["payments_enabled"]) for s in sites] == [
-        ("acme", "Acme Finance", None, False)
-    ]
+    assert [
+        (s["site_id"], s["name"], s["private_label"], s["payments_enabled"]) for s in sites
+    ] == [("acme", "Acme Finance", None, False)]
 
 
 @pytest.mark.parametrize(
     "body",
     [{}, {"name": ""}, {"name": "A", "payments_enabled": "yes"}, {"name": "A", "private_label": 1}],
 )
-def test_invalid_site_is_400_and_changes_nothing(client: FlaskClient, auth: dict, body: dict) -> None:
+def test_invalid_site_is_400_and_changes_nothing(
+    client: FlaskClient, auth: dict, body: dict
+) -> None:
     assert client.put("/v1/sites/s", json=body, headers=auth).status_code == 400
     assert client.get("/v1/sites", headers=auth).json["sites"] == []
 
@@ -33,11 +38,20 @@ def test_invalid_site_is_400_and_changes_nothing(client: FlaskClient, auth: dict
 def test_user_lifecycle(client: FlaskClient, auth: dict, world: World) -> None:
     world.site("default")
     world.sync([contract("C1", "A1:Customer")])
-    r = client.put("/v1/users/u1", json={"site_id": "default", "email": "u1@example.com",
-                                         "status": "active"}, headers=auth)
+    r = client.put(
+        "/v1/users/u1",
+        json={"site_id": "default", "email": "u1@example.com", "status": "active"},
+        headers=auth,
+    )
     assert r.status_code == 201
-    assert client.put("/v1/users/u1", json={"site_id": "default", "email": "u1@example.com",
-                                            "status": "disabled"}, headers=auth).status_code == 200
+    assert (
+        client.put(
+            "/v1/users/u1",
+            json={"site_id": "default", "email": "u1@example.com", "status": "disabled"},
+            headers=auth,
+        ).status_code
+        == 200
+    )
     link = client.post("/v1/users/u1/accounts", json={"account_id": "A1"}, headers=auth)
     assert link.status_code == 201
     again = client.post("/v1/users/u1/accounts", json={"account_id": "A1"}, headers=auth)
@@ -53,8 +67,9 @@ def test_user_lifecycle(client: FlaskClient, auth: dict, world: World) -> None:
 
 
 def test_user_on_a_missing_site_is_422_site_not_found(client: FlaskClient, auth: dict) -> None:
-    r = client.put("/v1/users/u1", json={"site_id": "nowhere", "email": "u@example.com"},
-                   headers=auth)
+    r = client.put(
+        "/v1/users/u1", json={"site_id": "nowhere", "email": "u@example.com"}, headers=auth
+    )
     assert r.status_code == 422
     assert r.json["code"] == "SITE_NOT_FOUND"
     assert client.get("/v1/users/u1", headers=auth).status_code == 404
@@ -62,8 +77,11 @@ def test_user_on_a_missing_site_is_422_site_not_found(client: FlaskClient, auth:
 
 @pytest.mark.parametrize(
     "body",
-    [{"site_id": "default"}, {"site_id": "default", "email": "not-an-email"},
-     {"site_id": "default", "email": "u@example.com", "status": "gone"}],
+    [
+        {"site_id": "default"},
+        {"site_id": "default", "email": "not-an-email"},
+        {"site_id": "default", "email": "u@example.com", "status": "gone"},
+    ],
 )
 def test_invalid_user_is_400(client: FlaskClient, auth: dict, world: World, body: dict) -> None:
     world.site("default")
@@ -75,8 +93,11 @@ def test_refused_link_is_422_with_reasons(client: FlaskClient, auth: dict, world
     world.site("default")
     world.sync([contract("C1", "A1:Vendor"), contract("C2", "A2:Customer", label="ACME")])
     world.user("u1", "default")
-    cases = {"A1": "NO_ACTIVE_PARTY_ROLE", "A2": "PRIVATE_LABEL_MISMATCH",
-             "A9": "ACCOUNT_NOT_FOUND"}
+    cases = {
+        "A1": "NO_ACTIVE_PARTY_ROLE",
+        "A2": "PRIVATE_LABEL_MISMATCH",
+        "A9": "ACCOUNT_NOT_FOUND",
+    }
     for account, code in cases.items():
         r = client.post("/v1/users/u1/accounts", json={"account_id": account}, headers=auth)
         assert r.status_code == 422
