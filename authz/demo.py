@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from authz.decisions import CheckRequest
 from authz.errors import Refused
 from authz.replica import BatchIn
 from authz.runtime import Runtime
@@ -176,3 +177,18 @@ def _link_users(
             except Refused:
                 pass
     say(f"created {count} users with {linked} links on {len(SITES)} sites")
+    example = _example(rt, contracts)
+    if example:
+        say(f"for instance, {example[0]} may view contract {example[1]}")
+
+
+def _example(rt: Runtime, contracts: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """A user and a contract the policy allows them to view, to try the API with."""
+    user = rt.directory.get_user("user-0001")
+    mine = {a.account_id for a in user.linked_accounts}
+    for c in contracts:
+        if mine & {p["account_id"] for p in c["parties"]}:
+            request = CheckRequest(user.user_id, "view", c["contract_id"])
+            if rt.decider.check(request).allowed:
+                return user.user_id, c["contract_id"]
+    return None

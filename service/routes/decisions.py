@@ -6,6 +6,7 @@ from flask import Blueprint, Response
 
 from authz.decisions import CheckRequest, Decision
 from authz.enums import Scope
+from service import metrics
 from service import schemas as s
 from service.api import RouteSpec, answer, route, runtime
 
@@ -34,6 +35,7 @@ def _fields(d: Decision) -> dict[str, object]:
 )
 def check(body: s.CheckIn) -> Response:
     decision = runtime().decider.check(_request(body))
+    metrics.count("check", [decision])
     return answer(s.CheckOut(**_fields(decision)))
 
 
@@ -53,6 +55,7 @@ def check_batch(body: s.CheckBatchIn) -> Response:
         for c in body.checks
     ]
     decisions = runtime().decider.check_batch(requests)
+    metrics.count("batch", decisions)
     results = [
         s.BatchItemOut(**_fields(d), correlation_id=d.request.correlation_id) for d in decisions
     ]
@@ -70,6 +73,7 @@ def check_batch(body: s.CheckBatchIn) -> Response:
 )
 def explain(body: s.CheckIn) -> Response:
     e = runtime().decider.explain(_request(body))
+    metrics.count("explain", [e.decision])
     return answer(
         s.ExplainOut(
             **_fields(e.decision),

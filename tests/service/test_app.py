@@ -94,6 +94,16 @@ def test_openapi_documents_every_v1_route(client: FlaskClient) -> None:
     assert action["enum"] == [a.value for a in Action]
 
 
-def test_metrics_are_prometheus_text(client: FlaskClient) -> None:
-    r = client.get("/metrics")
-    assert r.status_code == 200 and r.mimetype == "text/plain"
+def test_metrics_count_decisions(client: FlaskClient, auth: dict) -> None:
+    line = 'authz_decisions_total{action="view",allowed="false",endpoint="check"}'
+
+    def counted() -> float:
+        r = client.get("/metrics")
+        assert r.status_code == 200 and r.mimetype == "text/plain"
+        found = [x for x in r.text.splitlines() if x.startswith(line)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    before = counted()
+    body = {"user_id": "u", "action": "view", "contract_id": "C"}
+    client.post("/v1/check", json=body, headers=auth)
+    assert counted() == before + 1
