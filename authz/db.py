@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from authz.errors import Unavailable
@@ -59,6 +60,13 @@ class Database:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._writer = engine.execution_options(sqlite_immediate=True)
+        # A decision reads several tables; on PostgreSQL they must come from one snapshot
+        # (SQLite's WAL read transactions are snapshots already).
+        self._reader = (
+            engine
+            if self.is_sqlite
+            else engine.execution_options(isolation_level="REPEATABLE READ")
+        )
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -69,7 +77,7 @@ class Database:
         """A read-only transaction; raises `Unavailable` when the store cannot answer."""
         with (
             _store_errors(),
-            Session(self.engine, expire_on_commit=False) as session,
+            Session(self._reader, expire_on_commit=False) as session,
             session.begin(),
         ):
             yield session
@@ -104,5 +112,6 @@ class Database:
 def _store_errors() -> Iterator[None]:
     try:
         yield
-    except OperationalError as exc:
-        raise Unavailable(f"the data store cannot answer: {exc.orig.__class__.__name__}") from exc
+    except (OperationalError, InterfaceError, InternalError, PoolTimeout) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise Unavailable(f"the data store cannot answer: {cause.__class__.__name__}") from exc
