@@ -91,7 +91,10 @@ class SiteOut(Out):
     name: str
     private_label: str | None
     payments_enabled: bool
-    data_version: int | None = None
+
+
+class SiteWriteOut(SiteOut):
+    data_version: int
 
 
 class SitesOut(Out):
@@ -116,7 +119,10 @@ class UserOut(Out):
     email: str
     status: str
     linked_accounts: list[LinkedAccountOut]
-    data_version: int | None = None
+
+
+class UserWriteOut(UserOut):
+    data_version: int
 
 
 class LinkIn(In):
@@ -175,5 +181,7 @@ class ProblemOut(BaseModel):
 
 class HealthOut(Out):
     status: str
-    policy_version: str | None = None
-    data_version: int | None = None
+
+
+class ReadyOut(HealthOut):
+    policy_version: str

@@ -14,43 +14,47 @@ bp = Blueprint("directory", __name__)
 MANAGE = (Scope.MANAGE,)
 
 
-def _site(site: SiteView, data_version: int | None = None) -> s.SiteOut:
-    return s.SiteOut(
-        site_id=site.site_id,
-        name=site.name,
-        private_label=site.private_label,
-        payments_enabled=site.payments_enabled,
-        data_version=data_version,
-    )
+def _site(site: SiteView) -> dict[str, object]:
+    return {
+        "site_id": site.site_id,
+        "name": site.name,
+        "private_label": site.private_label,
+        "payments_enabled": site.payments_enabled,
+    }
 
 
-def _user(user: UserView, data_version: int | None = None) -> s.UserOut:
-    return s.UserOut(
-        user_id=user.user_id,
-        site_id=user.site_id,
-        email=user.email,
-        status=user.status,
-        linked_accounts=[
+def _user(user: UserView) -> dict[str, object]:
+    return {
+        "user_id": user.user_id,
+        "site_id": user.site_id,
+        "email": user.email,
+        "status": user.status,
+        "linked_accounts": [
             s.LinkedAccountOut(account_id=a.account_id, name=a.name, linked_at=a.linked_at)
             for a in user.linked_accounts
         ],
-        data_version=data_version,
-    )
+    }
 
 
 @bp.put("/v1/sites/<site_id>")
-@route(RouteSpec("Create or replace a site", MANAGE, s.SiteIn, {200: s.SiteOut, 201: s.SiteOut}))
+@route(
+    RouteSpec(
+        "Create or replace a site", MANAGE, s.SiteIn, {200: s.SiteWriteOut, 201: s.SiteWriteOut}
+    )
+)
 def put_site(site_id: str, body: s.SiteIn) -> Response:
     written = runtime().directory.put_site(
         site_id, body.name, body.private_label, body.payments_enabled, utcnow()
     )
-    return answer(_site(written.value, written.data_version), 201 if written.created else 200)
+    out = s.SiteWriteOut(**_site(written.value), data_version=written.data_version)
+    return answer(out, 201 if written.created else 200)
 
 
 @bp.get("/v1/sites")
 @route(RouteSpec("Every site", MANAGE, responses={200: s.SitesOut}))
 def list_sites() -> Response:
-    return answer(s.SitesOut(sites=[_site(x) for x in runtime().directory.sites()]))
+    sites = [s.SiteOut(**_site(x)) for x in runtime().directory.sites()]
+    return answer(s.SitesOut(sites=sites))
 
 
 @bp.put("/v1/users/<user_id>")
@@ -59,12 +63,13 @@ def list_sites() -> Response:
         "Create or replace an end user",
         MANAGE,
         s.UserIn,
-        {200: s.UserOut, 201: s.UserOut, 422: None},
+        {200: s.UserWriteOut, 201: s.UserWriteOut, 422: None},
     )
 )
 def put_user(user_id: str, body: s.UserIn) -> Response:
     written = runtime().directory.put_user(user_id, body.site_id, body.email, body.status, utcnow())
-    return answer(_user(written.value, written.data_version), 201 if written.created else 200)
+    out = s.UserWriteOut(**_user(written.value), data_version=written.data_version)
+    return answer(out, 201 if written.created else 200)
 
 
 @bp.get("/v1/users/<user_id>")
@@ -74,7 +79,7 @@ def put_user(user_id: str, body: s.UserIn) -> Response:
     )
 )
 def get_user(user_id: str) -> Response:
-    return answer(_user(runtime().directory.get_user(user_id)))
+    return answer(s.UserOut(**_user(runtime().directory.get_user(user_id))))
 
 
 @bp.post("/v1/users/<user_id>/accounts")

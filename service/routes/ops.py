@@ -22,14 +22,14 @@ def healthz() -> Response:
 @bp.get("/readyz")
 @route(
     RouteSpec(
-        "The database answers and a policy is loaded", None, responses={200: s.HealthOut, 503: None}
+        "The database answers and a policy is loaded", None, responses={200: s.ReadyOut, 503: None}
     )
 )
 def readyz() -> Response:
     rt = runtime()
     if rt.policy is None or not rt.db.ping():
         raise Unavailable("not ready: the database does not answer or no policy is loaded")
-    return answer(s.HealthOut(status="ready", policy_version=rt.policy.version))
+    return answer(s.ReadyOut(status="ready", policy_version=rt.policy.version))
 
 
 @bp.get("/metrics")
