@@ -122,3 +122,18 @@ def test_unlink_is_seen_by_the_next_check(client: FlaskClient, auth: dict, world
     assert client.post("/v1/check", json=body, headers=auth).json["allowed"] is True
     client.delete("/v1/users/u1/accounts/A1", headers=auth)
     assert client.post("/v1/check", json=body, headers=auth).json["allowed"] is False
+
+
+@pytest.mark.parametrize("site_id", ["x" * 129, "%20padded%20", "tab%09id"])
+def test_invalid_id_in_the_path_is_400_and_changes_nothing(client: FlaskClient, auth: dict,
+                                                           site_id: str) -> None:
+    r = client.put(f"/v1/sites/{site_id}", json={"name": "S"}, headers=auth)
+    assert r.status_code == 400
+    assert r.json["errors"][0]["field"] == "site_id"
+    assert client.get("/v1/sites", headers=auth).json["sites"] == []
+
+
+def test_writes_carry_the_data_version_and_reads_do_not(client: FlaskClient, auth: dict) -> None:
+    put = client.put("/v1/sites/s", json={"name": "S"}, headers=auth).json
+    assert put["data_version"] == 1
+    assert "data_version" not in client.get("/v1/sites", headers=auth).json["sites"][0]
