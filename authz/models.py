@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -112,8 +113,37 @@ class ContractParty(Base):
     )
     account_id: Mapped[str] = mapped_column(ID, ForeignKey("accounts.account_id"), primary_key=True)
     role_type: Mapped[str] = mapped_column(ID, primary_key=True)
-    # Link eligibility and listing walk from an account to its contracts.
-    __table_args__ = (Index("ix_contract_parties_account", "account_id", "contract_id"),)
+    # Link eligibility and listing walk from an account to its contracts; the role type is
+    # in the index so that those walks never read the table.
+    __table_args__ = (
+        Index("ix_contract_parties_account_contract", "account_id", "contract_id", "role_type"),
+    )
+
+
+class RoleType(Base):
+    """Every role type the replica has seen, as ASPIRE spells it (the domain lists ask the
+    policy about)."""
+
+    __tablename__ = "role_types"
+    role_type: Mapped[str] = mapped_column(ID, primary_key=True)
+
+
+class AccountTerm(Base):
+    """Search terms of an account: its lowercased number and each lowercased word of its name.
+
+    A prefix search is a range scan of the primary key.
+    """
+
+    __tablename__ = "account_terms"
+    # Bytewise order on every engine, so that a prefix is one range of the index.
+    term: Mapped[str] = mapped_column(
+        String(512).with_variant(postgresql.VARCHAR(512, collation="C"), "postgresql"),
+        primary_key=True,
+    )
+    account_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("accounts.account_id", ondelete="CASCADE"), primary_key=True
+    )
+    __table_args__ = (Index("ix_account_terms_account", "account_id"),)
 
 
 class User(Base):

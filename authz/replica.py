@@ -15,7 +15,16 @@ from sqlalchemy.orm import Session
 
 from authz.db import Database
 from authz.errors import FieldError, InvalidInput, Refused
-from authz.models import Account, Contract, ContractParty, ServiceState, SyncBatch
+from authz.models import (
+    Account,
+    AccountTerm,
+    Contract,
+    ContractParty,
+    RoleType,
+    ServiceState,
+    SyncBatch,
+)
+from authz.search import account_terms
 from authz.state import Freshness, bump_data_version, read_freshness
 
 # Ids are ASPIRE's own: printable, no surrounding blanks, no control characters.
@@ -143,6 +152,8 @@ class Replica:
                 for a in fresh_accounts
             ],
         )
+        _index_terms(session, fresh_accounts)
+        _record_role_types(session, fresh_contracts)
         contract_ids = [c.contract_id for c in fresh_contracts]
         for ids in _chunks(contract_ids):
             session.execute(delete(ContractParty).where(ContractParty.contract_id.in_(ids)))
@@ -199,6 +210,26 @@ class Replica:
         )
         session.flush()
         return result
+
+
+def _index_terms(session: Session, accounts: list[AccountIn]) -> None:
+    """Replace the search terms of the accounts written."""
+    for ids in _chunks([a.account_id for a in accounts]):
+        session.execute(delete(AccountTerm).where(AccountTerm.account_id.in_(ids)))
+    rows = [
+        {"term": t, "account_id": a.account_id}
+        for a in accounts
+        for t in sorted(account_terms(a.account_id, a.name))
+    ]
+    for chunk in _chunks(rows):
+        session.execute(insert(AccountTerm), chunk)
+
+
+def _record_role_types(session: Session, contracts: list[ContractIn]) -> None:
+    seen = sorted({p.role_type for c in contracts for p in c.parties})
+    if seen:
+        stmt = _dialect_insert(session, RoleType).on_conflict_do_nothing()
+        session.execute(stmt, [{"role_type": r} for r in seen])
 
 
 def _already_applied(session: Session, batch_id: str) -> BatchResult | None:
@@ -271,15 +302,19 @@ def _not_stale(
 def _upsert(session: Session, model: Any, key: str, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
     for chunk in _chunks(rows):
-        stmt = make(model)
+        stmt = _dialect_insert(session, model)
         stmt = stmt.on_conflict_do_update(
             index_elements=[key],
             set_={c: getattr(stmt.excluded, c) for c in rows[0] if c != key},
         )
         session.execute(stmt, chunk)
+
+
+def _dialect_insert(session: Session, model: Any) -> Any:
+    """An INSERT that knows ON CONFLICT, on either engine."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
 def _chunks(items: Sequence[T] | Iterable[T]) -> Iterator[list[T]]:

@@ -9,6 +9,7 @@ from authz.db import Database
 from authz.decisions import Decider
 from authz.directory import Directory
 from authz.keys import Keys
+from authz.listing import Lister
 from authz.policy import Policy
 from authz.replica import Replica
 from authz.schema import upgrade
@@ -23,6 +24,7 @@ class Runtime:
     replica: Replica
     directory: Directory
     keys: Keys
+    lister: Lister
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -52,4 +54,5 @@ class Runtime:
             replica=Replica(db, settings.aspire_source),
             directory=Directory(db, policy, settings.aspire_source),
             keys=Keys(db),
+            lister=Lister(db, policy, settings),
         )

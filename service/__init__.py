@@ -11,7 +11,7 @@ from authz.config import Settings
 from authz.runtime import Runtime
 from service import errors
 from service.api import Unauthorized, unauthorized_response
-from service.routes import aspire, decisions, directory, ops
+from service.routes import aspire, decisions, directory, lists, ops
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -26,7 +26,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["authz"] = rt
     errors.register(app)
     app.register_error_handler(Unauthorized, unauthorized_response)
-    for area in (ops, decisions, directory, aspire):
+    for area in (ops, decisions, lists, directory, aspire):
         app.register_blueprint(area.bp)
     logging.getLogger(__name__).info(
         "serving policy %s from %s", rt.policy.version[:12], rt.settings.database_url.split("@")[-1]

@@ -28,7 +28,7 @@ class RouteSpec:
     body: type[BaseModel] | None = None
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
     max_bytes: int = SMALL_BODY
-    query: dict[str, str] = field(default_factory=dict)
+    query: type[BaseModel] | None = None
 
 
 class Unauthorized(AuthzError):
@@ -64,6 +64,8 @@ def route(spec: RouteSpec) -> Callable[[Callable[..., Any]], Callable[..., Any]]
             _check_path_ids(path)
             if spec.body is not None:
                 path["body"] = read_body(spec.body, spec.max_bytes)
+            if spec.query is not None:
+                path["query"] = read_query(spec.query)
             return view(**path)
 
         run.api_spec = spec  # type: ignore[attr-defined]
@@ -81,6 +83,17 @@ def read_body(model: type[BaseModel], max_bytes: int) -> Any:
     raw = request.get_data(cache=False)
     try:
         return model.model_validate_json(raw or b"")
+    except ValidationError as exc:
+        raise invalid(exc) from None
+
+
+def read_query(model: type[BaseModel]) -> Any:
+    """Validate the query string against `model` (the first value of a repeated key).
+
+    :raises InvalidInput: naming each bad parameter.
+    """
+    try:
+        return model.model_validate(request.args.to_dict())
     except ValidationError as exc:
         raise invalid(exc) from None
 

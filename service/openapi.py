@@ -56,10 +56,12 @@ def _operation(path_args: set[str], spec: RouteSpec) -> dict[str, Any]:
         }
         for a in sorted(path_args)
     ]
-    params += [
-        {"name": q, "in": "query", "required": False, "schema": {"type": t}}
-        for q, t in spec.query.items()
-    ]
+    if spec.query is not None:
+        props = spec.query.model_json_schema()["properties"]
+        params += [
+            {"name": name, "in": "query", "required": False, "schema": schema}
+            for name, schema in props.items()
+        ]
     if params:
         op["parameters"] = params
     if spec.scopes is not None:

@@ -77,6 +77,48 @@ class ExplainOut(CheckOut):
     reasons: list[ReasonOut]
 
 
+# Lists -------------------------------------------------------------------------------------
+
+
+class Query(BaseModel):
+    """Query strings: values arrive as text, so numbers are parsed (not strict)."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: Annotated[int, Field(ge=1, description="at most 1000; a larger value is clamped")] = 100
+    cursor: Annotated[str, StringConstraints(max_length=1024)] | None = None
+
+
+class ContractsQuery(Query):
+    action: Annotated[str, Field(json_schema_extra={"enum": [a.value for a in Action]})] = "view"
+    state: Literal["active", "closed"] | None = None
+
+
+class AccountsQuery(Query):
+    q: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+
+class ListedContractOut(Out):
+    contract_id: str
+    state: str
+    private_label: str | None
+    roles: list[str]
+
+
+class ContractsOut(Out):
+    contracts: list[ListedContractOut]
+    next_cursor: str | None
+
+
+class ListedAccountOut(Out):
+    account_id: str
+    name: str
+
+
+class AccountsOut(Out):
+    accounts: list[ListedAccountOut]
+    next_cursor: str | None
+
+
 # Sites, users, links -----------------------------------------------------------------------
 
 

@@ -125,8 +125,9 @@ def test_unlink_is_seen_by_the_next_check(client: FlaskClient, auth: dict, world
 
 
 @pytest.mark.parametrize("site_id", ["x" * 129, "%20padded%20", "tab%09id"])
-def test_invalid_id_in_the_path_is_400_and_changes_nothing(client: FlaskClient, auth: dict,
-                                                           site_id: str) -> None:
+def test_invalid_id_in_the_path_is_400_and_changes_nothing(
+    client: FlaskClient, auth: dict, site_id: str
+) -> None:
     r = client.put(f"/v1/sites/{site_id}", json={"name": "S"}, headers=auth)
     assert r.status_code == 400
     assert r.json["errors"][0]["field"] == "site_id"

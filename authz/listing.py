@@ -1,0 +1,331 @@
+"""Lists that agree with the policy: a user's contracts and a site's eligible accounts.
+
+The SQL is derived from the policy, not written beside it: for the asking user (or site),
+the policy is asked about every *shape* a row can have (contract state x party role type x
+how its label relates to the site's), and the shapes it allows become the WHERE clause.
+The policy reads a contract's roles existentially (one granting role suffices), so
+single-role shapes are exact; a property test (tests/authz/test_listing_property.py) proves
+on random worlds that each list equals the set its checks allow.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy.orm import Session
+
+from authz.config import Settings
+from authz.db import Database
+from authz.enums import ContractState
+from authz.errors import FieldError, InvalidInput, NotFound
+from authz.facts import load_users, user_facts
+from authz.models import Account, AccountTerm, Contract, ContractParty, RoleType, Site, UserAccount
+from authz.policy import Policy
+from authz.search import query_term
+
+T = TypeVar("T")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+# A label no site is mapped to: stands for "some other label" when asking the policy.
+OTHER_LABEL = "\x00another label"
+TOP = "\U0010ffff"  # sorts after any other character, bytewise in UTF-8
+
+Shape = tuple[str, str, str]  # (state, role type, label kind)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class ListedContract:
+    contract_id: str
+    state: str
+    private_label: str | None
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ListedAccount:
+    account_id: str
+    name: str
+
+
+def label_kinds(site_label: str | None) -> list[tuple[str, str | None]]:
+    """The ways a row's label can relate to the site's, each with a label that stands for it."""
+    kinds: list[tuple[str, str | None]] = [("site", site_label)]
+    if site_label is not None:
+        kinds.append(("none", None))
+    kinds.append(("other", OTHER_LABEL))
+    return kinds
+
+
+def label_condition(column: Any, kind: str, site_label: str | None) -> ColumnElement[bool]:
+    if kind == "site":
+        return column.is_(None) if site_label is None else column == site_label
+    if kind == "none":
+        return column.is_(None)
+    if site_label is None:
+        return column.is_not(None)
+    return and_(column.is_not(None), column != site_label)
+
+
+def shapes_where(
+    shapes: Sequence[Shape], state: Any, role: Any, label: Any, site_label: str | None
+) -> ColumnElement[bool]:
+    """SQL that holds exactly for rows of one of the allowed shapes."""
+    grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for s, r, kind in shapes:
+        grouped[(s, kind)].append(r)
+    if not grouped:
+        return false()
+    return or_(
+        *(
+            and_(state == s, label_condition(label, kind, site_label), role.in_(sorted(roles)))
+            for (s, kind), roles in sorted(grouped.items())
+        )
+    )
+
+
+class Lister:
+    """Complete, keyset-paged lists whose rows are exactly what the policy allows."""
+
+    def __init__(self, db: Database, policy: Policy, settings: Settings) -> None:
+        self.db = db
+        self.policy = policy
+        self.source = settings.aspire_source
+        self._contract_shapes = lru_cache(maxsize=4096)(self._derive_contract_shapes)
+        self._account_shapes = lru_cache(maxsize=1024)(self._derive_account_shapes)
+
+    def contracts(
+        self,
+        user_id: str,
+        action: str = "view",
+        state: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[ListedContract]:
+        """The contracts `user_id` may do `action` on, by contract id; a user not found has none.
+
+        :raises InvalidInput: for an unknown action or state, a bad limit or cursor.
+        """
+        limit = clamp(limit)
+        self._check_action(action)
+        if state is not None and state not in (ContractState.ACTIVE, ContractState.CLOSED):
+            raise InvalidInput("unknown state", [FieldError("state", "must be active or closed")])
+        scope = f"contracts|{user_id}|{action}|{state}"
+        after = decode_cursor(cursor, scope)
+        with self.db.read() as session:
+            user = load_users(session, [user_id]).get(user_id)
+            if user is None:
+                return Page([], None)
+            facts = user_facts(user, None)
+            roles = tuple(session.scalars(select(RoleType.role_type).order_by(RoleType.role_type)))
+            shapes = self._contract_shapes(_freeze(facts), action, roles)
+            rows = self._contract_rows(
+                session, user_id, user.site_label, shapes, state, after, limit
+            )
+            held = self._roles_held(session, user_id, [r[0] for r in rows[:limit]])
+        items = [ListedContract(c, s, lbl, held.get(c, ())) for c, s, lbl in rows[:limit]]
+        return Page(
+            items, encode_cursor(scope, items[-1].contract_id) if len(rows) > limit else None
+        )
+
+    def eligible_accounts(
+        self,
+        site_id: str,
+        q: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[ListedAccount]:
+        """The accounts a link to a user of `site_id` would accept, by account id.
+
+        :raises NotFound: `SITE_NOT_FOUND`.
+        :raises InvalidInput: for a bad limit or cursor.
+        """
+        limit = clamp(limit)
+        term = query_term(q) if q else ""
+        scope = f"accounts|{site_id}|{term}"
+        after = decode_cursor(cursor, scope)
+        with self.db.read() as session:
+            site = session.get(Site, site_id)
+            if site is None:
+                raise NotFound(f"no site '{site_id}'", "SITE_NOT_FOUND")
+            roles = tuple(session.scalars(select(RoleType.role_type).order_by(RoleType.role_type)))
+            shapes = self._account_shapes(site.private_label, roles)
+            rows = self._account_rows(session, site.private_label, shapes, term, after, limit)
+        items = [ListedAccount(a, n) for a, n in rows[:limit]]
+        return Page(
+            items, encode_cursor(scope, items[-1].account_id) if len(rows) > limit else None
+        )
+
+    def _derive_contract_shapes(
+        self, facts: tuple[tuple[str, Any], ...], action: str, roles: tuple[str, ...]
+    ) -> tuple[Shape, ...]:
+        user = dict(facts)
+        shapes = []
+        for state in ContractState:
+            for role in roles:
+                for kind, label in label_kinds(user["site_label"]):
+                    contract = {
+                        "found": True,
+                        "from_connected_source": True,
+                        "state": state.value,
+                        "private_label": label,
+                        "roles": [role],
+                    }
+                    if self.policy.is_allowed(user, action, contract):
+                        shapes.append((state.value, role, kind))
+        return tuple(shapes)
+
+    def _derive_account_shapes(
+        self, site_label: str | None, roles: tuple[str, ...]
+    ) -> tuple[Shape, ...]:
+        shapes = []
+        for state in ContractState:
+            for role in roles:
+                for kind, label in label_kinds(site_label):
+                    account = {
+                        "found": True,
+                        "holdings": [{"role": role, "state": state.value, "label": label}],
+                    }
+                    if self.policy.link_eligible(account, {"private_label": site_label}):
+                        shapes.append((state.value, role, kind))
+        return tuple(shapes)
+
+    def _contract_rows(
+        self,
+        session: Session,
+        user_id: str,
+        site_label: str | None,
+        shapes: tuple[Shape, ...],
+        state: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[tuple[str, str, str | None]]:
+        c, p = Contract, ContractParty
+        stmt = (
+            select(c.contract_id, c.state, c.private_label)
+            .distinct()
+            .join(p, p.contract_id == c.contract_id)
+            .join(UserAccount, UserAccount.account_id == p.account_id)
+            .where(
+                UserAccount.user_id == user_id,
+                c.source == self.source,
+                shapes_where(shapes, c.state, p.role_type, c.private_label, site_label),
+            )
+            .order_by(c.contract_id)
+            .limit(limit + 1)
+        )
+        if state is not None:
+            stmt = stmt.where(c.state == state)
+        if after is not None:
+            stmt = stmt.where(p.contract_id > after)
+        return [(r[0], r[1], r[2]) for r in session.execute(stmt)]
+
+    def _roles_held(
+        self, session: Session, user_id: str, ids: list[str]
+    ) -> dict[str, tuple[str, ...]]:
+        if not ids:
+            return {}
+        rows = session.execute(
+            select(ContractParty.contract_id, ContractParty.role_type)
+            .distinct()
+            .join(UserAccount, UserAccount.account_id == ContractParty.account_id)
+            .where(UserAccount.user_id == user_id, ContractParty.contract_id.in_(ids))
+        )
+        held: dict[str, set[str]] = defaultdict(set)
+        for contract_id, role in rows:
+            held[contract_id].add(role)
+        return {k: tuple(sorted(v)) for k, v in held.items()}
+
+    def _account_rows(
+        self,
+        session: Session,
+        site_label: str | None,
+        shapes: tuple[Shape, ...],
+        term: str,
+        after: str | None,
+        limit: int,
+    ) -> list[tuple[str, str]]:
+        a, p, c = Account, ContractParty, Contract
+        holds = (
+            select(p.account_id)
+            .join(c, c.contract_id == p.contract_id)
+            .where(
+                p.account_id == a.account_id,
+                c.source == self.source,
+                shapes_where(shapes, c.state, p.role_type, c.private_label, site_label),
+            )
+            .exists()
+        )
+        stmt = (
+            select(a.account_id, a.name)
+            .where(a.source == self.source, holds)
+            .order_by(a.account_id)
+            .limit(limit + 1)
+        )
+        if term:
+            matching = select(AccountTerm.account_id).where(
+                AccountTerm.term >= term, AccountTerm.term < term + TOP
+            )
+            stmt = stmt.where(a.account_id.in_(matching))
+        if after is not None:
+            stmt = stmt.where(a.account_id > after)
+        return [(r[0], r[1]) for r in session.execute(stmt)]
+
+    def _check_action(self, action: str) -> None:
+        if action not in self.policy.actions:
+            valid = ", ".join(self.policy.actions)
+            raise InvalidInput(
+                f"unknown action; valid actions are: {valid}",
+                [FieldError("action", f"unknown action '{action}'; valid actions: {valid}")],
+            )
+
+
+def clamp(limit: int) -> int:
+    """:raises InvalidInput: for a limit under 1; above the maximum it is clamped."""
+    if limit < 1:
+        raise InvalidInput("invalid limit", [FieldError("limit", "must be at least 1")])
+    return min(limit, MAX_LIMIT)
+
+
+def _freeze(facts: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(facts.items()))
+
+
+def encode_cursor(scope: str, after: str) -> str:
+    """An opaque cursor: the last key of the page, bound to the query it came from."""
+    body = {"a": after, "q": hashlib.sha256(scope.encode()).hexdigest()[:16]}
+    return base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, scope: str) -> str | None:
+    """:raises InvalidInput: when the cursor is malformed or belongs to another query."""
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        body = json.loads(raw)
+        after = body["a"]
+        same = body["q"] == hashlib.sha256(scope.encode()).hexdigest()[:16]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise InvalidInput(
+            "invalid cursor", [FieldError("cursor", "not a cursor this service made")]
+        ) from None
+    if not isinstance(after, str) or not same:
+        raise InvalidInput(
+            "invalid cursor", [FieldError("cursor", "this cursor belongs to another query")]
+        )
+    return after
