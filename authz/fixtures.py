@@ -87,11 +87,23 @@ class LinkFx(_Strict):
     note: str = ""
 
 
+class ListFx(_Strict):
+    """The whole expected list: a user's contracts for an action, or a site's eligible accounts."""
+
+    user: str | None = None
+    action: str = "view"
+    contracts: list[str] | None = None
+    site: str | None = None
+    eligible_accounts: list[str] | None = None
+    note: str = ""
+
+
 class Suite(_Strict):
     description: str
     world: WorldFx
     expect: list[ExpectFx] = Field(default_factory=list)
     links: list[LinkFx] = Field(default_factory=list)
+    lists: list[ListFx] = Field(default_factory=list)
 
 
 # --- the checker ---------------------------------------------------------------------------
@@ -111,13 +123,25 @@ class Link:
     account: str
 
 
-Question = Decide | Link
+@dataclass(frozen=True)
+class ListContracts:
+    user: str
+    action: str
+
+
+@dataclass(frozen=True)
+class ListEligible:
+    site: str
+
+
+Question = Decide | Link | ListContracts | ListEligible
 
 
 @dataclass(frozen=True)
 class Answer:
-    allowed: bool
+    allowed: bool = False
     reasons: tuple[str, ...] = ()
+    items: tuple[str, ...] = ()  # for a list: the ids, in the order listed
 
 
 class Checker(Protocol):
@@ -207,7 +231,35 @@ def run_suite(
                     f"{'eligible' if got.allowed else 'refused'} {list(got.reasons)}",
                 )
             )
+    for expected in suite.lists:
+        result.cases += 1
+        if expected.contracts is not None and expected.user is not None:
+            name = f"list of {expected.user} for {expected.action}"
+            want = sorted(expected.contracts)
+            got_items = checker.ask(ListContracts(expected.user, expected.action)).items
+        elif expected.eligible_accounts is not None and expected.site is not None:
+            name = f"eligible accounts of site {expected.site}"
+            want = sorted(expected.eligible_accounts)
+            got_items = checker.ask(ListEligible(expected.site)).items
+        else:
+            result.failures.append(
+                Failure("list entry", "user+contracts or site+eligible_accounts", str(expected))
+            )
+            continue
+        if sorted(got_items) != want:
+            result.failures.append(Failure(name, str(want), str(sorted(got_items))))
     return result
+
+
+def drain_pages(fetch: Any) -> tuple[str, ...]:
+    """Every id of a paged list: `fetch(cursor)` answers (ids, next_cursor)."""
+    items: list[str] = []
+    cursor = None
+    while True:
+        ids, cursor = fetch(cursor)
+        items += ids
+        if cursor is None:
+            return tuple(items)
 
 
 # --- the library target --------------------------------------------------------------------
@@ -225,6 +277,24 @@ class LibraryChecker:
                 CheckRequest(question.user, question.action, question.contract, question.site)
             )
             return Answer(e.decision.allowed, tuple(r.code for r in e.reasons))
+        lister = self.rt.lister
+        if isinstance(question, ListContracts):
+            return Answer(
+                items=drain_pages(
+                    lambda c: _ids(
+                        lister.contracts(question.user, question.action, None, 1000, c),
+                        "contract_id",
+                    )
+                )
+            )
+        if isinstance(question, ListEligible):
+            return Answer(
+                items=drain_pages(
+                    lambda c: _ids(
+                        lister.eligible_accounts(question.site, None, 1000, c), "account_id"
+                    )
+                )
+            )
         user = self.rt.directory.get_user(question.user)
         if question.account in {a.account_id for a in user.linked_accounts}:
             return Answer(True)  # as POST link answers: an existing link stays
@@ -254,6 +324,10 @@ class LibraryTarget:
                 yield LibraryChecker(rt)
             finally:
                 rt.db.dispose()
+
+
+def _ids(page: Any, key: str) -> tuple[list[str], str | None]:
+    return [getattr(x, key) for x in page.items], page.next_cursor
 
 
 def batch_payload(

@@ -19,10 +19,13 @@ from authz.fixtures import (
     Answer,
     ContractFx,
     Decide,
+    ListContracts,
+    ListEligible,
     PartyFx,
     Question,
     WorldFx,
     batch_payload,
+    drain_pages,
 )
 
 
@@ -47,6 +50,13 @@ class HttpChecker:
                 body["site_id"] = p + question.site
             got = self.t.call("POST", "/v1/explain", body, expect=(200,))
             return Answer(bool(got["allowed"]), tuple(r["code"] for r in got["reasons"]))
+        if isinstance(question, ListContracts):
+            path = f"/v1/users/{p}{question.user}/contracts"
+            params = {"action": question.action}
+            return Answer(items=self._drain(path, params, "contracts", "contract_id"))
+        if isinstance(question, ListEligible):
+            path = f"/v1/sites/{p}{question.site}/eligible-accounts"
+            return Answer(items=self._drain(path, {}, "accounts", "account_id"))
         path = f"/v1/users/{p}{question.user}/accounts"
         response = self.t.raw("POST", path, {"account_id": p + question.account})
         if response.status_code in (200, 201):
@@ -56,6 +66,17 @@ class HttpChecker:
         if response.status_code == 422:
             return Answer(False, tuple(r["code"] for r in response.json().get("reasons", [])))
         raise ServiceError(f"POST {path}: {response.status_code} {response.text[:300]}")
+
+    def _drain(self, path: str, params: dict[str, str], key: str, field: str) -> tuple[str, ...]:
+        """Every page, with the run's prefix taken off; rows of other data are left out."""
+
+        def fetch(cursor: str | None) -> tuple[list[str], str | None]:
+            query = {**params, "limit": "1000", **({"cursor": cursor} if cursor else {})}
+            got = self.t.call("GET", path, None, expect=(200,), params=query)
+            ids = [x[field] for x in got[key]]
+            return [i[len(self.p) :] for i in ids if i.startswith(self.p)], got["next_cursor"]
+
+        return drain_pages(fetch)
 
 
 class HttpTarget:
@@ -67,12 +88,23 @@ class HttpTarget:
         self.session.headers["Authorization"] = f"Bearer {key}"
         self.timeout = timeout
 
-    def raw(self, method: str, path: str, body: Any) -> requests.Response:
-        return self.session.request(method, self.url + path, json=body, timeout=self.timeout)
+    def raw(
+        self, method: str, path: str, body: Any, params: dict[str, str] | None = None
+    ) -> requests.Response:
+        return self.session.request(
+            method, self.url + path, json=body, params=params, timeout=self.timeout
+        )
 
-    def call(self, method: str, path: str, body: Any, expect: tuple[int, ...]) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        expect: tuple[int, ...],
+        params: dict[str, str] | None = None,
+    ) -> Any:
         """:raises ServiceError: on any other status than `expect`."""
-        response = self.raw(method, path, body)
+        response = self.raw(method, path, body, params)
         if response.status_code not in expect:
             raise ServiceError(f"{method} {path}: {response.status_code} {response.text[:300]}")
         return response.json() if response.content else None

@@ -38,11 +38,19 @@ def test_a_users_contracts_with_roles(client: FlaskClient, auth: dict, seeded: W
     body = r.json
     assert body["next_cursor"] is None
     assert body["contracts"] == [
-        {"contract_id": "C1", "state": "active", "private_label": None,
-         "roles": ["Customer", "Guarantor"]},
+        {
+            "contract_id": "C1",
+            "state": "active",
+            "private_label": None,
+            "roles": ["Customer", "Guarantor"],
+        },
         {"contract_id": "C2", "state": "closed", "private_label": None, "roles": ["Customer"]},
-        {"contract_id": "C4", "state": "active", "private_label": None,
-         "roles": ["Customer", "Vendor"]},
+        {
+            "contract_id": "C4",
+            "state": "active",
+            "private_label": None,
+            "roles": ["Customer", "Vendor"],
+        },
     ]
 
 
@@ -55,72 +63,98 @@ def test_action_and_state_narrow_the_list(client: FlaskClient, auth: dict, seede
     assert ids(active) == ["C1", "C4"]
 
 
-def test_pages_follow_the_cursor_without_repeats(client: FlaskClient, auth: dict,
-                                                 seeded: World) -> None:
+def test_pages_follow_the_cursor_without_repeats(
+    client: FlaskClient, auth: dict, seeded: World
+) -> None:
     first = client.get("/v1/users/u1/contracts?limit=2", headers=auth).json
     assert ids(first) == ["C1", "C2"] and first["next_cursor"]
-    second = client.get("/v1/users/u1/contracts", query_string={
-        "limit": 2, "cursor": first["next_cursor"]}, headers=auth).json
+    second = client.get(
+        "/v1/users/u1/contracts",
+        query_string={"limit": 2, "cursor": first["next_cursor"]},
+        headers=auth,
+    ).json
     assert ids(second) == ["C4"] and second["next_cursor"] is None
 
 
-def test_a_cursor_survives_a_concurrent_sync(client: FlaskClient, auth: dict,
-                                             seeded: World) -> None:
+def test_a_cursor_survives_a_concurrent_sync(
+    client: FlaskClient, auth: dict, seeded: World
+) -> None:
     first = client.get("/v1/users/u1/contracts?limit=2", headers=auth).json
     seeded.sync([contract("C0", "A1:Customer"), contract("C3", "A1:Customer")], accounts=[])
-    rest = client.get("/v1/users/u1/contracts", query_string={
-        "limit": 10, "cursor": first["next_cursor"]}, headers=auth).json
+    rest = client.get(
+        "/v1/users/u1/contracts",
+        query_string={"limit": 10, "cursor": first["next_cursor"]},
+        headers=auth,
+    ).json
     assert ids(rest) == ["C3", "C4"]  # C3 was booked meanwhile; nothing repeated or skipped
 
 
-def test_an_unknown_user_has_an_empty_list(client: FlaskClient, auth: dict,
-                                           seeded: World) -> None:
+def test_an_unknown_user_has_an_empty_list(client: FlaskClient, auth: dict, seeded: World) -> None:
     r = client.get("/v1/users/ghost/contracts", headers=auth)
     assert r.status_code == 200 and r.json == {"contracts": [], "next_cursor": None}
 
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("action=fly", "action"), ("state=pending", "state"), ("limit=0", "limit"),
-     ("limit=ten", "limit"), ("cursor=%25%25", "cursor"), ("colour=red", "colour")],
+    [
+        ("action=fly", "action"),
+        ("state=pending", "state"),
+        ("limit=0", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=%25%25", "cursor"),
+        ("colour=red", "colour"),
+    ],
 )
-def test_bad_list_parameters_are_400(client: FlaskClient, auth: dict, seeded: World,
-                                     query: str, field: str) -> None:
+def test_bad_list_parameters_are_400(
+    client: FlaskClient, auth: dict, seeded: World, query: str, field: str
+) -> None:
     r = client.get(f"/v1/users/u1/contracts?{query}", headers=auth)
     assert r.status_code == 400
     assert field in [e["field"] for e in r.json["errors"]]
 
 
-def test_a_cursor_from_another_query_is_refused(client: FlaskClient, auth: dict,
-                                                seeded: World) -> None:
+def test_a_cursor_from_another_query_is_refused(
+    client: FlaskClient, auth: dict, seeded: World
+) -> None:
     first = client.get("/v1/users/u1/contracts?limit=1", headers=auth).json
-    r = client.get("/v1/users/u1/contracts", query_string={
-        "state": "active", "cursor": first["next_cursor"]}, headers=auth)
+    r = client.get(
+        "/v1/users/u1/contracts",
+        query_string={"state": "active", "cursor": first["next_cursor"]},
+        headers=auth,
+    )
     assert r.status_code == 400
 
 
-def test_limit_above_the_maximum_is_clamped(client: FlaskClient, auth: dict,
-                                            seeded: World) -> None:
+def test_limit_above_the_maximum_is_clamped(client: FlaskClient, auth: dict, seeded: World) -> None:
     r = client.get("/v1/users/u1/contracts?limit=1000000", headers=auth)
     assert r.status_code == 200 and len(r.json["contracts"]) == 3
 
 
 def test_eligible_accounts_of_a_site(client: FlaskClient, auth: dict, seeded: World) -> None:
     default = client.get("/v1/sites/default/eligible-accounts", headers=auth).json
-    assert default["accounts"] == [{"account_id": "A1", "name": "Account A1"},
-                                   {"account_id": "A2", "name": "Account A2"}]
+    assert default["accounts"] == [
+        {"account_id": "A1", "name": "Account A1"},
+        {"account_id": "A2", "name": "Account A2"},
+    ]
     acme = client.get("/v1/sites/acme/eligible-accounts", headers=auth).json
     assert ids(acme, "accounts", "account_id") == ["A1", "A3"]
 
 
 def test_eligible_accounts_search(client: FlaskClient, auth: dict, world: World) -> None:
     world.site("default")
-    names = {"source": "aspire-prod", "batch_id": "names", "extracted_at": "2026-11-26T09:00:00Z",
-             "accounts": [{"account_id": "1000231", "name": "Acme Trucking LLC"},
-                          {"account_id": "2000999", "name": "Bayside Marine-Acmeco"}]}
+    names = {
+        "source": "aspire-prod",
+        "batch_id": "names",
+        "extracted_at": "2026-11-26T09:00:00Z",
+        "accounts": [
+            {"account_id": "1000231", "name": "Acme Trucking LLC"},
+            {"account_id": "2000999", "name": "Bayside Marine-Acmeco"},
+        ],
+    }
     world.rt.replica.apply(BatchIn.model_validate(names), world.rt.decider.clock())
-    world.sync([contract("C1", "1000231:Customer"), contract("C2", "2000999:Customer")],
-               accounts=[])
+    world.sync(
+        [contract("C1", "1000231:Customer"), contract("C2", "2000999:Customer")], accounts=[]
+    )
 
     def search(q: str) -> list[str]:
         r = client.get("/v1/sites/default/eligible-accounts", query_string={"q": q}, headers=auth)
