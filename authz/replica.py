@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -37,6 +37,7 @@ Id = Annotated[
 Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 CHUNK = 500
+ANALYZE_AFTER = 5_000
 T = TypeVar("T")
 
 
@@ -132,8 +133,10 @@ class Replica:
     def _apply(self, session: Session, batch: BatchIn, now: datetime) -> BatchResult:
         at = batch.extracted_at
         _check_parties_held(session, batch)
-        fresh_accounts = _not_stale(session, Account, Account.account_id, batch.accounts, at)
-        fresh_contracts = _not_stale(session, Contract, Contract.contract_id, batch.contracts, at)
+        fresh_accounts, _ = _not_stale(session, Account, Account.account_id, batch.accounts, at)
+        fresh_contracts, held = _not_stale(
+            session, Contract, Contract.contract_id, batch.contracts, at
+        )
         stale = (
             len(batch.accounts) - len(fresh_accounts) + len(batch.contracts) - len(fresh_contracts)
         )
@@ -154,8 +157,9 @@ class Replica:
         )
         _index_terms(session, fresh_accounts)
         _record_role_types(session, fresh_contracts)
-        contract_ids = [c.contract_id for c in fresh_contracts]
-        for ids in _chunks(contract_ids):
+        # Only contracts held before have parties to replace.
+        replaced = [c.contract_id for c in fresh_contracts if c.contract_id in held]
+        for ids in _chunks(replaced):
             session.execute(delete(ContractParty).where(ContractParty.contract_id.in_(ids)))
         _upsert(
             session,
@@ -182,6 +186,8 @@ class Replica:
                 insert(ContractParty),
                 [{"contract_id": c, "account_id": a, "role_type": r} for c, a, r in rows],
             )
+        if len(batch.contracts) + len(batch.accounts) >= ANALYZE_AFTER:
+            _refresh_statistics(session)
         version = bump_data_version(session)
         newest = read_freshness(session).extracted_at
         session.execute(
@@ -230,6 +236,14 @@ def _record_role_types(session: Session, contracts: list[ContractIn]) -> None:
     if seen:
         stmt = _dialect_insert(session, RoleType).on_conflict_do_nothing()
         session.execute(stmt, [{"role_type": r} for r in seen])
+
+
+def _refresh_statistics(session: Session) -> None:
+    """After a large batch, let PostgreSQL's planner see the tables' new sizes, so the next
+    batch's lookups stay index scans (SQLite plans from its indexes without statistics)."""
+    if session.get_bind().dialect.name == "postgresql":
+        for table in ("accounts", "contracts", "contract_parties", "account_terms"):
+            session.execute(text(f"ANALYZE {table}"))
 
 
 def _already_applied(session: Session, batch_id: str) -> BatchResult | None:
@@ -290,13 +304,15 @@ def _check_parties_held(session: Session, batch: BatchIn) -> None:
 
 def _not_stale(
     session: Session, model: Any, key: Any, records: Sequence[T], at: datetime
-) -> list[T]:
-    """The records whose stored row was not written by a batch extracted later."""
+) -> tuple[list[T], set[str]]:
+    """The records whose stored row was not written by a batch extracted later, and the ids
+    of all the records already held."""
     ids = [getattr(r, key.key) for r in records]
-    newer: set[str] = set()
+    held: dict[str, datetime] = {}
     for chunk in _chunks(ids):
-        newer.update(session.scalars(select(key).where(key.in_(chunk), model.extracted_at > at)))
-    return [r for r in records if getattr(r, key.key) not in newer]
+        rows = session.execute(select(key, model.extracted_at).where(key.in_(chunk)))
+        held.update((k, v) for k, v in rows)
+    return [r for r in records if held.get(getattr(r, key.key), at) <= at], set(held)
 
 
 def _upsert(session: Session, model: Any, key: str, rows: list[dict[str, Any]]) -> None:
