@@ -90,7 +90,7 @@ def _pick(rng: random.Random, weighted: list[tuple[Any, float]]) -> Any:
 
 
 def account_name(rng: random.Random, i: int) -> str:
-    if i % 5 == 0:
+    if i % 5 == 4:
         return rng.choice(PEOPLE)
     return f"{rng.choice(NAME_A)} {rng.choice(NAME_B)} {rng.choice(NAME_C)}"
 
@@ -109,14 +109,23 @@ def build(rt: Runtime, size: DemoSize, say: Callable[[str], None] = print) -> No
         }
         for i in range(size.accounts)
     ]
-    # A few fleet lessees hold many contracts, as real portfolios do.
+    # Fleet lessees hold many contracts, as real portfolios do; the first holds about 2% of
+    # all of them (20,000 at a million contracts).
     fleet = [a["account_id"] for a in accounts[: max(1, size.accounts // 500)]]
+    largest = fleet[0]
     extracted = now - timedelta(minutes=2)
     contracts = []
     for n in range(size.contracts):
         kind = "LS" if rng.random() < 0.7 else "LN"
         state = _pick(rng, STATES)
-        customer = rng.choice(fleet) if rng.random() < 0.05 else rng.choice(accounts)["account_id"]
+        draw = rng.random()
+        customer = (
+            largest
+            if draw < 0.02
+            else rng.choice(fleet)
+            if draw < 0.06
+            else rng.choice(accounts)["account_id"]
+        )
         parties = [{"account_id": customer, "role_type": "Customer"}]
         for role, p in (("Guarantor", 0.3), ("Co-Lessee", 0.1), ("Vendor", 0.15), ("Broker", 0.05)):
             if rng.random() < p:
@@ -146,7 +155,7 @@ def build(rt: Runtime, size: DemoSize, say: Callable[[str], None] = print) -> No
         )
         rt.replica.apply(batch, now)
     say(f"synced {len(accounts)} accounts and {len(contracts)} contracts")
-    _link_users(rt, rng, contracts, size.users, now, say)
+    _link_users(rt, rng, contracts, size.users, now, say, largest)
 
 
 def _link_users(
@@ -156,6 +165,7 @@ def _link_users(
     count: int,
     now: datetime,
     say: Callable[[str], None],
+    largest: str,
 ) -> None:
     by_label: dict[str | None, list[str]] = {}
     for c in contracts:
@@ -167,10 +177,13 @@ def _link_users(
     for i in range(count):
         site_id, _, label, _ = SITES[i % len(SITES)]
         status = "disabled" if i % 25 == 24 else "active"
+        candidates = by_label.get(label) or []
+        picked = rng.sample(candidates, min(len(candidates), 1 + (i % 3 == 0)))
+        if i == count - 1:  # the last user manages the largest fleet, on the default site
+            site_id, status, picked = "default", "active", [largest]
         user_id = f"user-{i + 1:04d}"
         rt.directory.put_user(user_id, site_id, f"{user_id}@portal.example", status, now)
-        candidates = by_label.get(label) or []
-        for account in rng.sample(candidates, min(len(candidates), 1 + (i % 3 == 0))):
+        for account in picked:
             try:
                 rt.directory.link(user_id, account, now)
                 linked += 1
