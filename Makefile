@@ -36,8 +36,8 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP) ## decision latency in-process and over HTTP, printed as a table
-	$(BIN)/python -m bench.decisions
+bench: $(STAMP) ## decisions and lists at 1,000,000 contracts, SQLite and PostgreSQL, in-process and HTTP
+	$(BIN)/python -m bench
 
 clean: ## remove the virtualenv and local data
 	rm -rf $(VENV) var

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy import ColumnElement, and_, false, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from authz.config import Settings
@@ -214,25 +214,40 @@ class Lister:
         after: str | None,
         limit: int,
     ) -> list[tuple[str, str, str | None]]:
-        c, p = Contract, ContractParty
-        stmt = (
-            select(c.contract_id, c.state, c.private_label)
-            .distinct()
-            .join(p, p.contract_id == c.contract_id)
-            .join(UserAccount, UserAccount.account_id == p.account_id)
-            .where(
-                UserAccount.user_id == user_id,
-                c.source == self.source,
-                shapes_where(shapes, c.state, p.role_type, c.private_label, site_label),
-            )
-            .order_by(c.contract_id)
-            .limit(limit + 1)
+        """The first `limit + 1` allowed contracts after `after`, by contract id.
+
+        Each linked account's parties are walked in index order and stop after `limit + 1`
+        contracts, so a page of a fleet lessee never sorts the whole fleet; the few
+        per-account runs are merged here.
+        """
+        accounts = list(
+            session.scalars(select(UserAccount.account_id).where(UserAccount.user_id == user_id))
         )
-        if state is not None:
-            stmt = stmt.where(c.state == state)
-        if after is not None:
-            stmt = stmt.where(p.contract_id > after)
-        return [(r[0], r[1], r[2]) for r in session.execute(stmt)]
+        if not accounts:
+            return []
+        c, p = Contract, ContractParty
+        runs = []
+        for account in accounts:
+            run = (
+                select(c.contract_id, c.state, c.private_label)
+                .join(p, p.contract_id == c.contract_id)
+                .where(
+                    p.account_id == account,
+                    c.source == self.source,
+                    shapes_where(shapes, c.state, p.role_type, c.private_label, site_label),
+                )
+                .group_by(p.contract_id, c.contract_id, c.state, c.private_label)
+                .order_by(p.contract_id)
+                .limit(limit + 1)
+            )
+            if state is not None:
+                run = run.where(c.state == state)
+            if after is not None:
+                run = run.where(p.contract_id > after)
+            runs.append(select(run.subquery()))
+        stmt = runs[0] if len(runs) == 1 else union_all(*runs)
+        merged = sorted({(r[0], r[1], r[2]) for r in session.execute(stmt)})
+        return merged[: limit + 1]
 
     def _roles_held(
         self, session: Session, user_id: str, ids: list[str]

@@ -29,7 +29,8 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-ID = String(128)
+# Ids order bytewise on every engine (keyset paging relies on it); see migration 0003.
+ID = String(128).with_variant(postgresql.VARCHAR(128, collation="C"), "postgresql")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
