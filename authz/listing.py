@@ -226,6 +226,9 @@ class Lister:
         if not accounts:
             return []
         c, p = Contract, ContractParty
+        # An account holds each role type at most once per contract, so this many rows hold
+        # at least `limit + 1` distinct contracts whenever there are that many.
+        per_run = (limit + 1) * max(1, len({role for _, role, _ in shapes}))
         runs = []
         for account in accounts:
             run = (
@@ -236,9 +239,8 @@ class Lister:
                     c.source == self.source,
                     shapes_where(shapes, c.state, p.role_type, c.private_label, site_label),
                 )
-                .group_by(p.contract_id, c.contract_id, c.state, c.private_label)
                 .order_by(p.contract_id)
-                .limit(limit + 1)
+                .limit(per_run)
             )
             if state is not None:
                 run = run.where(c.state == state)
