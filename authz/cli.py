@@ -151,6 +151,40 @@ def demo(contracts: int, accounts: int, users: int, seed: int, if_empty: bool) -
         build(rt, size, click.echo)
 
 
+@main.group("audit")
+def audit_group() -> None:
+    """The decision log."""
+
+
+@audit_group.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain of the decision log; exit 1 on any edit, deletion or reordering."""
+    from authz import audit
+
+    with _runtime() as rt:
+        checked, problems = audit.verify(rt.db)
+    for p in problems:
+        click.echo(f"entry {p.seq}: {p.what}")
+    click.echo(f"{checked} entries checked, {len(problems)} problems")
+    sys.exit(1 if problems else 0)
+
+
+@audit_group.command("prune")
+@click.option(
+    "--older-than-days", type=int, default=None, help="default: AUTHZ_DECISION_RETENTION_DAYS (400)"
+)
+def audit_prune(older_than_days: int | None) -> None:
+    """Delete decisions older than the retention; the chain still verifies afterwards."""
+    from datetime import timedelta
+
+    from authz import audit
+
+    days = older_than_days if older_than_days is not None else Settings.from_env().retention_days
+    with _runtime() as rt:
+        gone = audit.prune(rt.db, datetime.now(UTC) - timedelta(days=days))
+    click.echo(f"pruned {gone} decisions older than {days} days")
+
+
 @main.command("test")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--url", help="run against a live service at this base URL")

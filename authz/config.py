@@ -21,6 +21,7 @@ class Settings:
     aspire_source: str = "aspire-prod"
     sync_interval_seconds: int = 300
     policy_dir: Path = ROOT / "policies"
+    retention_days: int = 400
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -34,4 +35,5 @@ class Settings:
                 env.get("AUTHZ_SYNC_INTERVAL_SECONDS") or base.sync_interval_seconds
             ),
             policy_dir=Path(env.get("AUTHZ_POLICY_DIR") or base.policy_dir),
+            retention_days=int(env.get("AUTHZ_DECISION_RETENTION_DAYS") or base.retention_days),
         )

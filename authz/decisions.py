@@ -6,7 +6,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+from authz.audit import DecisionLog, LogEntry
 from authz.config import Settings
 from authz.db import Database
 from authz.errors import FieldError, InvalidInput
@@ -24,6 +26,7 @@ from authz.policy import Policy
 from authz.state import read_freshness
 
 MAX_BATCH = 1000
+LIBRARY = "library"  # the caller name of in-process decisions
 
 
 def utcnow() -> datetime:
@@ -48,6 +51,7 @@ class Decision:
     decision_id: str
     policy_version: str
     data_version: int
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -78,11 +82,14 @@ class Decider:
         db: Database,
         policy: Policy,
         settings: Settings,
+        log: DecisionLog | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """`log` records every decision; None records nothing (for tools such as benchmarks)."""
         self.db = db
         self.policy = policy
         self.settings = settings
+        self.log = log
         self.clock = clock
 
     def validate(self, requests: Sequence[CheckRequest], prefix: str = "") -> None:
@@ -102,15 +109,17 @@ class Decider:
         if errors:
             raise InvalidInput(f"unknown action; valid actions are: {valid}", errors)
 
-    def check(self, request: CheckRequest) -> Decision:
+    def check(self, request: CheckRequest, caller: str = LIBRARY) -> Decision:
         """One decision.
 
         :raises InvalidInput: for an action the policy does not declare.
         :raises Unavailable: when the store cannot answer.
         """
-        return self.check_batch([request])[0]
+        return self.check_batch([request], caller, kind="check")[0]
 
-    def check_batch(self, requests: Sequence[CheckRequest]) -> list[Decision]:
+    def check_batch(
+        self, requests: Sequence[CheckRequest], caller: str = LIBRARY, kind: str = "batch"
+    ) -> list[Decision]:
         """Decisions in order; facts are read once for all the items, in four queries.
 
         :raises InvalidInput: for an action the policy does not declare (naming the item).
@@ -126,24 +135,20 @@ class Decider:
             roles = load_roles(session, user_ids, contract_ids)
         policy = self.policy
         source = self.settings.aspire_source
-        return [
-            self._decision(
-                r,
-                policy.is_allowed(
-                    user_facts(users.get(r.user_id), r.site_id),
-                    r.action,
-                    contract_facts(
-                        contracts.get(r.contract_id),
-                        roles.get((r.user_id, r.contract_id), ()),
-                        source,
-                    ),
-                ),
-                version,
+        decisions, entries = [], []
+        for r in requests:
+            ufacts = user_facts(users.get(r.user_id), r.site_id)
+            cfacts = contract_facts(
+                contracts.get(r.contract_id), roles.get((r.user_id, r.contract_id), ()), source
             )
-            for r in requests
-        ]
+            d = self._decision(r, policy.is_allowed(ufacts, r.action, cfacts), version)
+            decisions.append(d)
+            entries.append(self._entry(d, caller, kind, None, ufacts, cfacts))
+        if self.log is not None:
+            self.log.record(entries)
+        return decisions
 
-    def explain(self, request: CheckRequest) -> Explanation:
+    def explain(self, request: CheckRequest, caller: str = LIBRARY) -> Explanation:
         """The decision with every applicable named condition and the reasons for a deny.
 
         :raises InvalidInput: for an action the policy does not declare.
@@ -187,7 +192,11 @@ class Decider:
         alone = [(c, d) for c, d in failed if c.name in policy.reported_alone]
         shown = alone or failed
         reasons = [] if allowed else [Reason(c.code, d) for c, d in shown]
-        return Explanation(self._decision(r, allowed, freshness.data_version), results, reasons)
+        decision = self._decision(r, allowed, freshness.data_version)
+        if self.log is not None:
+            codes = tuple(x.code for x in reasons)
+            self.log.record([self._entry(decision, caller, "explain", codes, ufacts, cfacts)])
+        return Explanation(decision, results, reasons)
 
     def _decision(self, request: CheckRequest, allowed: bool, data_version: int) -> Decision:
         return Decision(
@@ -196,4 +205,37 @@ class Decider:
             decision_id=str(uuid.uuid4()),
             policy_version=self.policy.version,
             data_version=data_version,
+            at=self.clock(),
+        )
+
+    @staticmethod
+    def _entry(
+        d: Decision,
+        caller: str,
+        kind: str,
+        reasons: tuple[str, ...] | None,
+        user: dict[str, Any],
+        contract: dict[str, Any],
+    ) -> LogEntry:
+        r = d.request
+        request: dict[str, Any] = {
+            "user_id": r.user_id,
+            "action": r.action,
+            "contract_id": r.contract_id,
+            "site_id": r.site_id,
+        }
+        if r.correlation_id is not None:
+            request["correlation_id"] = r.correlation_id
+        return LogEntry(
+            d.decision_id,
+            d.at,
+            caller,
+            kind,
+            request,
+            d.allowed,
+            d.policy_version,
+            d.data_version,
+            reasons,
+            user,
+            contract,
         )

@@ -323,7 +323,7 @@ class LibraryTarget:
                 build_world(rt, world)
                 yield LibraryChecker(rt)
             finally:
-                rt.db.dispose()
+                rt.close()
 
 
 def _ids(page: Any, key: str) -> tuple[list[str], str | None]:

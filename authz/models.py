@@ -198,3 +198,41 @@ class ApiKey(Base):
     scopes: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class DecisionRecord(Base):
+    """One decision, hash-chained to the one before it (`seq` order)."""
+
+    __tablename__ = "decisions"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    decision_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    caller: Mapped[str] = mapped_column(String(128), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    user_id: Mapped[str] = mapped_column(ID, nullable=False)
+    contract_id: Mapped[str] = mapped_column(ID, nullable=False)
+    input: Mapped[str] = mapped_column(Text, nullable=False)
+    allowed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reasons: Mapped[str] = mapped_column(Text, nullable=False)
+    policy_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    data_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The audit API reads newest first, by user, by contract, or since a time.
+    __table_args__ = (
+        Index("ix_decisions_user", "user_id", "seq"),
+        Index("ix_decisions_contract", "contract_id", "seq"),
+        Index("ix_decisions_at", "at"),
+    )
+
+
+class DecisionChain(Base):
+    """The head of the decision chain, and the anchor left by pruning."""
+
+    __tablename__ = "decision_chain"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    anchor_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    anchor_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from authz.audit import SqlDecisionLog
 from authz.config import Settings
 from authz.db import Database
 from authz.decisions import Decider
@@ -25,10 +26,14 @@ class Runtime:
     directory: Directory
     keys: Keys
     lister: Lister
+    log: SqlDecisionLog
 
     def close(self) -> None:
-        """Release the store's connections."""
-        self.db.dispose()
+        """Write the decision log's buffer, then release the store's connections."""
+        try:
+            self.log.close()
+        finally:
+            self.db.dispose()
 
     def __enter__(self) -> Runtime:
         return self
@@ -46,13 +51,15 @@ class Runtime:
         db = db or Database.from_url(settings.database_url)
         if migrate:
             upgrade(db.engine)
+        log = SqlDecisionLog(db, policy)
         return cls(
             settings=settings,
             db=db,
             policy=policy,
-            decider=Decider(db, policy, settings),
+            decider=Decider(db, policy, settings, log),
             replica=Replica(db, settings.aspire_source),
             directory=Directory(db, policy, settings.aspire_source),
             keys=Keys(db),
             lister=Lister(db, policy, settings),
+            log=log,
         )

@@ -8,7 +8,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, insert, select
 
-from authz.models import ServiceState
+from authz.models import DecisionChain, ServiceState
+
+GENESIS = "0" * 64  # the hash before the first decision
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -29,6 +31,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         if conn.execute(select(ServiceState.id)).first() is None:
             conn.execute(insert(ServiceState).values(id=1, data_version=0))
+        if conn.execute(select(DecisionChain.id)).first() is None:
+            conn.execute(
+                insert(DecisionChain).values(
+                    id=1, last_seq=0, last_hash=GENESIS, anchor_seq=0, anchor_hash=GENESIS
+                )
+            )
 
 
 def revision(engine: Engine, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 from typing import Any
 
@@ -11,7 +12,7 @@ from authz.config import Settings
 from authz.runtime import Runtime
 from service import errors
 from service.api import Unauthorized, unauthorized_response
-from service.routes import aspire, decisions, directory, lists, ops
+from service.routes import aspire, audit, decisions, directory, lists, ops
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -22,11 +23,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
     app.config.update(config or {})
-    rt = app.config.get("RUNTIME") or Runtime.open(Settings.from_env())
+    rt = app.config.get("RUNTIME")
+    if rt is None:
+        rt = Runtime.open(Settings.from_env())
+        atexit.register(rt.close)  # gunicorn's worker_exit closes it first on a graceful stop
     app.extensions["authz"] = rt
     errors.register(app)
     app.register_error_handler(Unauthorized, unauthorized_response)
-    for area in (ops, decisions, lists, directory, aspire):
+    for area in (ops, decisions, lists, directory, aspire, audit):
         app.register_blueprint(area.bp)
     logging.getLogger(__name__).info(
         "serving policy %s from %s", rt.policy.version[:12], rt.settings.database_url.split("@")[-1]

@@ -14,3 +14,11 @@ keepalive = 5
 accesslog = os.environ.get("AUTHZ_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("AUTHZ_LOG_LEVEL", "info")
+
+
+def worker_exit(server, worker):
+    """On a graceful stop, write the decision log's buffer before the worker goes."""
+    app = getattr(worker, "wsgi", None)
+    runtime = getattr(app, "extensions", {}).get("authz") if app is not None else None
+    if runtime is not None:
+        runtime.close()

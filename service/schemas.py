@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from authz.decisions import MAX_BATCH
 from authz.enums import Action, ReasonCode
@@ -116,6 +116,32 @@ class ListedAccountOut(Out):
 
 class AccountsOut(Out):
     accounts: list[ListedAccountOut]
+    next_cursor: str | None
+
+
+# Audit -------------------------------------------------------------------------------------
+
+
+class DecisionsQuery(Query):
+    user_id: Id | None = None
+    contract_id: Id | None = None
+    since: AwareDatetime | None = None
+
+
+class DecisionOut(Out):
+    decision_id: str
+    at: datetime
+    caller: str
+    kind: str
+    input: dict[str, str | None]
+    allowed: bool
+    reasons: list[str]
+    policy_version: str
+    data_version: int
+
+
+class DecisionsOut(Out):
+    decisions: list[DecisionOut]
     next_cursor: str | None
 
 

@@ -90,7 +90,7 @@ def settings(database_url: str) -> Settings:
 def rt(settings: Settings) -> Iterator[Runtime]:
     runtime = Runtime.open(settings, Database.from_url(settings.database_url))
     yield runtime
-    runtime.db.dispose()
+    runtime.close()
 
 
 @pytest.fixture

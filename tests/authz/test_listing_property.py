@@ -17,9 +17,10 @@ from sqlalchemy import delete, insert, true, update
 import authz.listing
 from authz.config import Settings
 from authz.decisions import CheckRequest
-from authz.models import Base, Contract, ServiceState, UserAccount
+from authz.models import Base, Contract, DecisionChain, ServiceState, UserAccount
 from authz.replica import BatchIn
 from authz.runtime import Runtime
+from authz.schema import GENESIS
 from tests.conftest import POLICIES
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -62,6 +63,11 @@ def reset(rt: Runtime) -> None:
         for table in reversed(Base.metadata.sorted_tables):
             s.execute(delete(table))
         s.execute(insert(ServiceState).values(id=1, data_version=0))
+        s.execute(
+            insert(DecisionChain).values(
+                id=1, last_seq=0, last_hash=GENESIS, anchor_seq=0, anchor_hash=GENESIS
+            )
+        )
     rt.lister._contract_shapes.cache_clear()
     rt.lister._account_shapes.cache_clear()
 

@@ -1,0 +1,342 @@
+"""The decision log: every decision recorded, hash-chained, written off the decision's path.
+
+`DecisionLog` is the port the decider writes to. `SqlDecisionLog` buffers entries in memory
+and a background thread writes them in bulk every `interval` seconds (or sooner when
+`max_buffer` entries wait). `close()` writes what is left, so a graceful stop loses nothing;
+a crash (SIGKILL, power loss) loses at most the entries of the last `interval` seconds of
+that process. Reasons of a denied check are worked out by the writer thread, from the facts
+the decision was made on, with its own copy of the same policy version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import delete, func, insert, select, update
+
+from authz.db import Database
+from authz.models import DecisionChain, DecisionRecord
+from authz.policy import Facts, Policy
+
+log = logging.getLogger("authz.audit")
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """What a decision leaves for the log; reasons may be worked out later from the facts."""
+
+    decision_id: str
+    at: datetime
+    caller: str
+    kind: str  # check, batch or explain
+    request: dict[str, Any]
+    allowed: bool
+    policy_version: str
+    data_version: int
+    reasons: tuple[str, ...] | None = None
+    user: Facts | None = None
+    contract: Facts | None = None
+
+
+class DecisionLog(Protocol):
+    """Where decisions are recorded."""
+
+    def record(self, entries: Sequence[LogEntry]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def backlog(self) -> int: ...
+
+
+def canonical(row: dict[str, Any]) -> bytes:
+    return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    """sha256 over the previous hash and the entry's content (everything but its own hash)."""
+    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical(row)).hexdigest()
+
+
+def content(record: DecisionRecord) -> dict[str, Any]:
+    """The hashed content of a stored entry."""
+    return {
+        "seq": record.seq,
+        "decision_id": record.decision_id,
+        "at": record.at.isoformat(),
+        "caller": record.caller,
+        "kind": record.kind,
+        "input": json.loads(record.input),
+        "allowed": record.allowed,
+        "reasons": json.loads(record.reasons),
+        "policy_version": record.policy_version,
+        "data_version": record.data_version,
+        "prev_hash": record.prev_hash,
+    }
+
+
+class SqlDecisionLog:
+    """A durable, hash-chained log in the service's own database."""
+
+    def __init__(
+        self, db: Database, policy: Policy, interval: float = 0.2, max_buffer: int = 5000
+    ) -> None:
+        self.db = db
+        # The writer thread asks the policy for reasons; oso instances are not shared
+        # across threads, so it has its own copy of the same files.
+        self._policy = Policy(policy.files)
+        self.interval = interval
+        self.max_buffer = max_buffer
+        self._buffer: list[LogEntry] = []
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
+        self._thread.start()
+
+    def record(self, entries: Sequence[LogEntry]) -> None:
+        with self._lock:
+            self._buffer.extend(entries)
+            full = len(self._buffer) >= self.max_buffer
+        if full:
+            self._wake.set()
+
+    def backlog(self) -> int:
+        with self._lock:
+            return len(self._buffer)
+
+    def flush(self) -> None:
+        """Write everything buffered now.
+
+        :raises Unavailable: when the store cannot answer (the entries stay buffered).
+        """
+        with self._write_lock:
+            with self._lock:
+                pending, self._buffer = self._buffer, []
+            if not pending:
+                return
+            try:
+                self._write(pending)
+            except Exception:
+                with self._lock:  # keep them, in order, for the next try
+                    self._buffer[:0] = pending
+                raise
+
+    def close(self) -> None:
+        """Stop the writer and write what is left."""
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=10)
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception as exc:  # the store is down: keep buffering, try again
+                log.error("decision log write failed, %d entries kept: %s", self.backlog(), exc)
+
+    def _write(self, entries: list[LogEntry]) -> None:
+        with self.db.write() as session:
+            head = session.execute(
+                select(DecisionChain).where(DecisionChain.id == 1).with_for_update()
+            ).scalar_one()
+            seq, prev = head.last_seq, head.last_hash
+            rows = []
+            for e in entries:
+                seq += 1
+                row = self._row(seq, prev, e)
+                prev = entry_hash(prev, row)
+                rows.append(_stored(row, prev))
+            for start in range(0, len(rows), 500):
+                session.execute(insert(DecisionRecord), rows[start : start + 500])
+            session.execute(
+                update(DecisionChain)
+                .where(DecisionChain.id == 1)
+                .values(last_seq=seq, last_hash=prev)
+            )
+
+    def _row(self, seq: int, prev: str, e: LogEntry) -> dict[str, Any]:
+        reasons = e.reasons
+        if reasons is None:
+            reasons = () if e.allowed else self._reasons(e)
+        return {
+            "seq": seq,
+            "decision_id": e.decision_id,
+            "at": e.at.isoformat(),
+            "caller": e.caller,
+            "kind": e.kind,
+            "input": e.request,
+            "allowed": e.allowed,
+            "reasons": list(reasons),
+            "policy_version": e.policy_version,
+            "data_version": e.data_version,
+            "prev_hash": prev,
+        }
+
+    def _reasons(self, e: LogEntry) -> tuple[str, ...]:
+        if e.user is None or e.contract is None or self._policy.version != e.policy_version:
+            return ()
+        action = e.request["action"]
+        failed = [
+            c
+            for c in self._policy.conditions(action)
+            if not self._policy.holds(c.name, e.user, action, e.contract)
+        ]
+        alone = [c for c in failed if c.name in self._policy.reported_alone]
+        return tuple(c.code for c in (alone or failed))
+
+
+def _stored(row: dict[str, Any], digest: str) -> dict[str, Any]:
+    return {
+        **row,
+        "at": datetime.fromisoformat(row["at"]),
+        "user_id": row["input"]["user_id"],
+        "contract_id": row["input"]["contract_id"],
+        "input": json.dumps(row["input"], sort_keys=True),
+        "reasons": json.dumps(row["reasons"]),
+        "hash": digest,
+    }
+
+
+# --- reading, verifying, pruning ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    seq: int
+    what: str
+
+
+def verify(db: Database, chunk: int = 5000) -> tuple[int, list[Problem]]:
+    """Walk the chain from its anchor; returns entries checked and every problem found."""
+    problems: list[Problem] = []
+    checked = 0
+    with db.read() as session:
+        head = session.execute(select(DecisionChain).where(DecisionChain.id == 1)).scalar_one()
+        expected_seq, prev = head.anchor_seq + 1, head.anchor_hash
+        for record in _walk(session, head.anchor_seq, chunk):
+            checked += 1
+            if record.seq != expected_seq:
+                problems.append(
+                    Problem(
+                        expected_seq,
+                        f"entries {expected_seq}..{record.seq - 1} are missing or out of order",
+                    )
+                )
+            if record.prev_hash != prev:
+                problems.append(
+                    Problem(
+                        record.seq,
+                        "does not follow the entry before it (deleted, inserted or reordered)",
+                    )
+                )
+            if entry_hash(record.prev_hash, content(record)) != record.hash:
+                problems.append(Problem(record.seq, "its content was changed after it was written"))
+            expected_seq, prev = record.seq + 1, record.hash
+        if head.last_seq != expected_seq - 1 or head.last_hash != prev:
+            problems.append(
+                Problem(
+                    head.last_seq,
+                    f"the chain should end at entry {head.last_seq}; "
+                    "the newest entries were removed or changed",
+                )
+            )
+    return checked, problems
+
+
+def _walk(session: Any, after: int, chunk: int) -> Iterator[DecisionRecord]:
+    while True:
+        batch = list(
+            session.scalars(
+                select(DecisionRecord)
+                .where(DecisionRecord.seq > after)
+                .order_by(DecisionRecord.seq)
+                .limit(chunk)
+            )
+        )
+        yield from batch
+        if len(batch) < chunk:
+            return
+        after = batch[-1].seq
+
+
+def prune(db: Database, before: datetime) -> int:
+    """Delete entries older than `before`; the chain keeps an anchor so it still verifies."""
+    with db.write() as session:
+        last = session.scalar(
+            select(func.max(DecisionRecord.seq)).where(DecisionRecord.at < before)
+        )
+        if last is None:
+            return 0
+        anchor = session.execute(
+            select(DecisionRecord.hash).where(DecisionRecord.seq == last)
+        ).scalar_one()
+        gone = session.execute(delete(DecisionRecord).where(DecisionRecord.seq <= last))
+        session.execute(
+            update(DecisionChain)
+            .where(DecisionChain.id == 1)
+            .values(anchor_seq=last, anchor_hash=anchor)
+        )
+        return int(getattr(gone, "rowcount", 0))
+
+
+@dataclass(frozen=True)
+class DecisionView:
+    seq: int
+    decision_id: str
+    at: datetime
+    caller: str
+    kind: str
+    input: dict[str, Any]
+    allowed: bool
+    reasons: list[str]
+    policy_version: str
+    data_version: int
+
+
+def read(
+    db: Database,
+    user_id: str | None = None,
+    contract_id: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+    before_seq: int | None = None,
+) -> list[DecisionView]:
+    """Entries newest first, filtered; `before_seq` continues a previous page."""
+    stmt = select(DecisionRecord).order_by(DecisionRecord.seq.desc()).limit(limit)
+    if user_id is not None:
+        stmt = stmt.where(DecisionRecord.user_id == user_id)
+    if contract_id is not None:
+        stmt = stmt.where(DecisionRecord.contract_id == contract_id)
+    if since is not None:
+        stmt = stmt.where(DecisionRecord.at >= since)
+    if before_seq is not None:
+        stmt = stmt.where(DecisionRecord.seq < before_seq)
+    with db.read() as session:
+        return [
+            DecisionView(
+                r.seq,
+                r.decision_id,
+                r.at,
+                r.caller,
+                r.kind,
+                json.loads(r.input),
+                r.allowed,
+                json.loads(r.reasons),
+                r.policy_version,
+                r.data_version,
+            )
+            for r in session.scalars(stmt)
+        ]
