@@ -133,10 +133,15 @@ class Lister:
             facts = user_facts(user, None)
             roles = tuple(session.scalars(select(RoleType.role_type).order_by(RoleType.role_type)))
             shapes = self._contract_shapes(_freeze(facts), action, roles)
-            rows = self._contract_rows(
-                session, user_id, user.site_label, shapes, state, after, limit
+            accounts = list(
+                session.scalars(
+                    select(UserAccount.account_id).where(UserAccount.user_id == user_id)
+                )
             )
-            held = self._roles_held(session, user_id, [r[0] for r in rows[:limit]])
+            rows = self._contract_rows(
+                session, accounts, user.site_label, shapes, state, after, limit
+            )
+            held = self._roles_held(session, accounts, [r[0] for r in rows[:limit]])
         items = [ListedContract(c, s, lbl, held.get(c, ())) for c, s, lbl in rows[:limit]]
         return Page(
             items, encode_cursor(scope, items[-1].contract_id) if len(rows) > limit else None
@@ -207,7 +212,7 @@ class Lister:
     def _contract_rows(
         self,
         session: Session,
-        user_id: str,
+        accounts: list[str],
         site_label: str | None,
         shapes: tuple[Shape, ...],
         state: str | None,
@@ -220,9 +225,6 @@ class Lister:
         contracts, so a page of a fleet lessee never sorts the whole fleet; the few
         per-account runs are merged here.
         """
-        accounts = list(
-            session.scalars(select(UserAccount.account_id).where(UserAccount.user_id == user_id))
-        )
         if not accounts:
             return []
         c, p = Contract, ContractParty
@@ -252,15 +254,15 @@ class Lister:
         return merged[: limit + 1]
 
     def _roles_held(
-        self, session: Session, user_id: str, ids: list[str]
+        self, session: Session, accounts: list[str], ids: list[str]
     ) -> dict[str, tuple[str, ...]]:
+        """Every role type the accounts hold on the page's contracts: primary-key lookups."""
         if not ids:
             return {}
         rows = session.execute(
-            select(ContractParty.contract_id, ContractParty.role_type)
-            .distinct()
-            .join(UserAccount, UserAccount.account_id == ContractParty.account_id)
-            .where(UserAccount.user_id == user_id, ContractParty.contract_id.in_(ids))
+            select(ContractParty.contract_id, ContractParty.role_type).where(
+                ContractParty.contract_id.in_(ids), ContractParty.account_id.in_(accounts)
+            )
         )
         held: dict[str, set[str]] = defaultdict(set)
         for contract_id, role in rows:
