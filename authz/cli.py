@@ -185,6 +185,50 @@ def audit_prune(older_than_days: int | None) -> None:
     click.echo(f"pruned {gone} decisions older than {days} days")
 
 
+@main.group("policy")
+def policy_group() -> None:
+    """The policy files."""
+
+
+@policy_group.command("check")
+@click.option(
+    "--policy-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="default: AUTHZ_POLICY_DIR",
+)
+@click.option("--strict", is_flag=True, help="also fail when the fixtures leave a gap")
+def policy_check(policy_dir: Path | None, strict: bool) -> None:
+    """Load the policy, run its fixtures (DIR/tests) and report their coverage."""
+    from authz.fixtures import LibraryTarget, coverage, run_paths
+    from authz.policy import Policy
+
+    settings = Settings.from_env()
+    directory = policy_dir or settings.policy_dir
+    try:
+        policy = Policy.load(directory)
+    except AuthzError as exc:
+        _fail(exc.detail)
+        return
+    click.echo(f"policy {policy.version} loaded from {directory}")
+    target = LibraryTarget(directory, settings.aspire_source)
+    results = run_paths([directory / "tests"], target, policy.actions)
+    cases = sum(r.cases for r in results)
+    failures = [f for r in results for f in r.failures]
+    for f in failures[:20]:
+        click.echo(f"  FAIL {f.case}: expected {f.expected}, got {f.got}")
+    cov = coverage(results, policy)
+    click.echo("conditions (seen passing / failing):")
+    for name, (passed, failed) in cov.conditions.items():
+        click.echo(f"  {name:<36} {'yes' if passed else 'NO ':>4} / {'yes' if failed else 'NO'}")
+    click.echo("actions (seen allowed / denied):")
+    for action, (yes, no) in cov.actions.items():
+        click.echo(f"  {action:<36} {'yes' if yes else 'NO ':>4} / {'yes' if no else 'NO'}")
+    click.echo(
+        f"{cases - len(failures)} passed, {len(failures)} failed; {len(cov.gaps)} coverage gaps"
+    )
+    sys.exit(1 if failures or not cases or (strict and cov.gaps) else 0)
+
+
 @main.command("test")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--url", help="run against a live service at this base URL")

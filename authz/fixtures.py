@@ -142,6 +142,7 @@ class Answer:
     allowed: bool = False
     reasons: tuple[str, ...] = ()
     items: tuple[str, ...] = ()  # for a list: the ids, in the order listed
+    conditions: tuple[tuple[str, bool], ...] = ()  # for a decision: each named condition
 
 
 class Checker(Protocol):
@@ -172,6 +173,9 @@ class SuiteResult:
     description: str
     cases: int = 0
     failures: list[Failure] = field(default_factory=list)
+    # What the cases exercised: (condition, passed) and (action, allowed) pairs seen.
+    conditions_seen: set[tuple[str, bool]] = field(default_factory=set)
+    actions_seen: set[tuple[str, bool]] = field(default_factory=set)
 
 
 def load_suite(path: Path) -> Suite:
@@ -204,6 +208,8 @@ def run_suite(
             got = checker.ask(Decide(e.user, action, e.contract, e.site))
             name = f"{e.user} {action} {e.contract}" + (f" via {e.site}" if e.site else "")
             result.cases += 1
+            result.conditions_seen.update(got.conditions)
+            result.actions_seen.add((action, got.allowed))
             want_reasons = e.reasons.get(action)
             if got.allowed != want_allow:
                 result.failures.append(
@@ -276,7 +282,11 @@ class LibraryChecker:
             e = self.rt.decider.explain(
                 CheckRequest(question.user, question.action, question.contract, question.site)
             )
-            return Answer(e.decision.allowed, tuple(r.code for r in e.reasons))
+            return Answer(
+                e.decision.allowed,
+                tuple(r.code for r in e.reasons),
+                conditions=tuple((c.name, c.passed) for c in e.conditions),
+            )
         lister = self.rt.lister
         if isinstance(question, ListContracts):
             return Answer(
@@ -404,3 +414,39 @@ def run_paths(paths: list[Path], target: Any, actions: tuple[str, ...]) -> list[
                 continue
             results.append(run_suite(suite, checker, actions, str(path)))
     return results
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the fixtures never showed: conditions not seen passing or failing, actions not
+    seen allowed or denied."""
+
+    conditions: dict[str, tuple[bool, bool]]  # name -> (seen passing, seen failing)
+    actions: dict[str, tuple[bool, bool]]  # action -> (seen allowed, seen denied)
+
+    @property
+    def gaps(self) -> list[str]:
+        out = [
+            f"condition {n} never {'passed' if not p else 'failed'}"
+            for n, (p, f) in self.conditions.items()
+            if not (p and f)
+        ]
+        out += [
+            f"action {a} never {'allowed' if not y else 'denied'}"
+            for a, (y, n) in self.actions.items()
+            if not (y and n)
+        ]
+        return out
+
+
+def coverage(results: list[SuiteResult], policy: Any) -> Coverage:
+    """Coverage of the policy's named conditions and actions by the suites' cases."""
+    seen = set().union(*(r.conditions_seen for r in results)) if results else set()
+    acted = set().union(*(r.actions_seen for r in results)) if results else set()
+    names: list[str] = []
+    for action in policy.actions:
+        names += [c.name for c in policy.conditions(action) if c.name not in names]
+    return Coverage(
+        {n: ((n, True) in seen, (n, False) in seen) for n in names},
+        {a: ((a, True) in acted, (a, False) in acted) for a in policy.actions},
+    )

@@ -49,7 +49,11 @@ class HttpChecker:
             if question.site is not None:
                 body["site_id"] = p + question.site
             got = self.t.call("POST", "/v1/explain", body, expect=(200,))
-            return Answer(bool(got["allowed"]), tuple(r["code"] for r in got["reasons"]))
+            return Answer(
+                bool(got["allowed"]),
+                tuple(r["code"] for r in got["reasons"]),
+                conditions=tuple((c["name"], bool(c["passed"])) for c in got["conditions"]),
+            )
         if isinstance(question, ListContracts):
             path = f"/v1/users/{p}{question.user}/contracts"
             params = {"action": question.action}

@@ -122,6 +122,17 @@ class AccountsOut(Out):
 # Audit -------------------------------------------------------------------------------------
 
 
+class PolicyFileOut(Out):
+    path: str
+    sha256: str
+    source: str
+
+
+class PolicyOut(Out):
+    policy_version: str
+    files: list[PolicyFileOut]
+
+
 class DecisionsQuery(Query):
     user_id: Id | None = None
     contract_id: Id | None = None

@@ -1,4 +1,4 @@
-"""The decision log (scope `audit`)."""
+"""The decision log and the policy in service (scope `audit`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,20 @@ from service import schemas as s
 from service.api import RouteSpec, answer, route, runtime
 
 bp = Blueprint("audit", __name__)
+
+
+@bp.get("/v1/policy")
+@route(
+    RouteSpec(
+        "The policy in service: its files with their text and its version",
+        (Scope.AUDIT,),
+        responses={200: s.PolicyOut},
+    )
+)
+def policy() -> Response:
+    p = runtime().policy
+    files = [s.PolicyFileOut(path=f.path, sha256=f.sha256, source=f.source) for f in p.files]
+    return answer(s.PolicyOut(policy_version=p.version, files=files))
 
 
 @bp.get("/v1/decisions")

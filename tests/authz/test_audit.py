@@ -21,8 +21,10 @@ def logged(world: World, rt: Runtime) -> Runtime:
     world.user("u1", "default", "A1")
     rt.decider.check(CheckRequest("u1", "view", "C1"), caller="portal-web")
     rt.decider.check_batch(
-        [CheckRequest("u1", "make_payment", "C2", correlation_id="row-7"),
-         CheckRequest("ghost", "view", "C1")],
+        [
+            CheckRequest("u1", "make_payment", "C2", correlation_id="row-7"),
+            CheckRequest("ghost", "view", "C1"),
+        ],
         caller="payments",
     )
     rt.decider.explain(CheckRequest("u1", "make_payment", "C2", site_id="default"), "support")
@@ -38,8 +40,13 @@ def test_every_decision_is_recorded_with_who_what_and_why(logged: Runtime) -> No
         ("batch", "payments", False, ["CONTRACT_CLOSED"]),
         ("check", "portal-web", True, []),
     ]
-    assert rows[2].input == {"user_id": "u1", "action": "make_payment", "contract_id": "C2",
-                             "site_id": None, "correlation_id": "row-7"}
+    assert rows[2].input == {
+        "user_id": "u1",
+        "action": "make_payment",
+        "contract_id": "C2",
+        "site_id": None,
+        "correlation_id": "row-7",
+    }
     assert {r.policy_version for r in rows} == {logged.policy.version}
     assert {r.data_version for r in rows} == {logged.replica.status().freshness.data_version}
 
@@ -71,13 +78,14 @@ def test_an_intact_chain_verifies(logged: Runtime) -> None:
 def _tamper(rt: Runtime, statement: object) -> list[str]:
     with rt.db.write() as s:
         s.execute(statement)
-    checked, problems = audit.verify(rt.db)
+    _, problems = audit.verify(rt.db)
     return [p.what for p in problems]
 
 
 def test_an_edited_entry_is_detected(logged: Runtime) -> None:
-    found = _tamper(logged, update(DecisionRecord).where(DecisionRecord.seq == 1)
-                    .values(allowed=False))
+    found = _tamper(
+        logged, update(DecisionRecord).where(DecisionRecord.seq == 1).values(allowed=False)
+    )
     assert any("changed" in p for p in found)
 
 
