@@ -23,11 +23,11 @@ def captured(rt: Runtime, call: Any) -> list[tuple[str, Any]]:
         if statement.lstrip().upper().startswith("SELECT") and "role_types" not in statement:
             seen.append((statement, params))
 
-    event.listen(rt.db.engine, "before_cursor_execute", record)
+    event.listen(rt.db.read_engine, "before_cursor_execute", record)
     try:
         call()
     finally:
-        event.remove(rt.db.engine, "before_cursor_execute", record)
+        event.remove(rt.db.read_engine, "before_cursor_execute", record)
     return seen
 
 

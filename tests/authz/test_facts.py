@@ -20,11 +20,11 @@ def statements(rt: Runtime) -> Iterator[list[str]]:
         if not statement.startswith(("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA")):
             seen.append(statement)
 
-    event.listen(rt.db.engine, "before_cursor_execute", record)
+    event.listen(rt.db.read_engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(rt.db.engine, "before_cursor_execute", record)
+        event.remove(rt.db.read_engine, "before_cursor_execute", record)
 
 
 def test_a_batch_reads_facts_in_four_queries(world: World, rt: Runtime) -> None:
