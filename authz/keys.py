@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -65,8 +66,12 @@ def _hash(secret: str) -> str:
 class Keys:
     """Creates, lists, revokes and authenticates API keys."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache_seconds: float = 2.0) -> None:
+        """Keys found valid are remembered for `cache_seconds`: a key revoked elsewhere (another
+        worker, the CLI) is refused at most that long after; in this process, at once."""
         self.db = db
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Caller]] = {}
 
     def create(self, name: str, scopes: frozenset[Scope], now: datetime) -> str:
         """Create a key and return its full text, shown only this once.
@@ -109,6 +114,7 @@ class Keys:
             )
             if not done:
                 raise NotFound(f"no live key named '{name}'", "KEY_NOT_FOUND")
+        self._cache.clear()
 
     def authenticate(self, presented: str) -> Caller | None:
         """The caller for a presented key, or None when it is unknown, malformed or revoked."""
@@ -116,10 +122,18 @@ class Keys:
         if len(parts) != 3 or parts[0] != PREFIX:
             return None
         _, key_id, secret = parts
+        digest = _hash(secret)
+        cached = self._cache.get(key_id + digest)
+        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+            return cached[1]
         with self.db.read() as session:
             key = session.get(ApiKey, key_id)
             if key is None or key.revoked_at is not None:
                 return None
-            if not hmac.compare_digest(key.secret_hash, _hash(secret)):
+            if not hmac.compare_digest(key.secret_hash, digest):
                 return None
-            return Caller(key.name, frozenset(Scope(s) for s in key.scopes.split(",")))
+            caller = Caller(key.name, frozenset(Scope(s) for s in key.scopes.split(",")))
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key_id + digest] = (time.monotonic(), caller)
+        return caller

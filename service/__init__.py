@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 from typing import Any
 
 from flask import Flask
 
 from authz.config import Settings
+from authz.errors import PolicyLoadError
 from authz.runtime import Runtime
 from service import errors
 from service.api import Unauthorized, unauthorized_response
@@ -27,6 +29,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if rt is None:
         rt = Runtime.open(Settings.from_env())
         atexit.register(rt.close)  # gunicorn's worker_exit closes it first on a graceful stop
+    assured = os.environ.get("AUTHZ_ASSURED_POLICY_VERSION")
+    if assured and assured != rt.policy.version:
+        raise PolicyLoadError(
+            f"the policy files changed after their fixtures passed ({assured[:12]} checked, "
+            f"{rt.policy.version[:12]} loaded); restart to check the new version"
+        )
     app.extensions["authz"] = rt
     errors.register(app)
     app.register_error_handler(Unauthorized, unauthorized_response)

@@ -16,6 +16,23 @@ errorlog = "-"
 loglevel = os.environ.get("AUTHZ_LOG_LEVEL", "info")
 
 
+def on_starting(server):
+    """Serve only a policy that loads and passes its fixtures; otherwise do not start."""
+    from authz.assurance import assure
+    from authz.config import Settings
+    from authz.errors import PolicyLoadError
+
+    settings = Settings.from_env()
+    try:
+        policy = assure(settings.policy_dir, settings.aspire_source)
+    except PolicyLoadError as exc:
+        server.log.error("refusing to start: %s", exc.detail)
+        raise SystemExit(1) from None
+    server.log.info("policy %s passed its fixtures", policy.version[:12])
+    # Workers load the files again: they must find this very version.
+    os.environ["AUTHZ_ASSURED_POLICY_VERSION"] = policy.version
+
+
 def worker_exit(server, worker):
     """On a graceful stop, write the decision log's buffer before the worker goes."""
     app = getattr(worker, "wsgi", None)

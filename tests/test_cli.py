@@ -122,8 +122,9 @@ def test_policy_check_runs_the_fixtures_and_reports_full_coverage(runner: CliRun
     assert "payments_enabled" in out.output
 
 
-def test_policy_check_refuses_a_policy_that_does_not_load(runner: CliRunner,
-                                                          tmp_path: Path) -> None:
+def test_policy_check_refuses_a_policy_that_does_not_load(
+    runner: CliRunner, tmp_path: Path
+) -> None:
     (tmp_path / "p.polar").write_text("allow(")
     out = runner.invoke(main, ["policy", "check", "--policy-dir", str(tmp_path)])
     assert out.exit_code == 1 and "does not compile" in out.output
@@ -135,7 +136,8 @@ def test_policy_check_fails_when_a_fixture_fails(runner: CliRunner, tmp_path: Pa
     text = (POLICIES / "contract_access.polar").read_text()
     (tmp_path / "contract_access.polar").write_text(text.replace('party_role("Guarantor");', ""))
     (tmp_path / "tests").mkdir()
-    (tmp_path / "tests" / "s.yaml").write_text((POLICIES / "tests" / "contract_access.yaml")
-                                               .read_text())
+    (tmp_path / "tests" / "s.yaml").write_text(
+        (POLICIES / "tests" / "contract_access.yaml").read_text()
+    )
     out = runner.invoke(main, ["policy", "check", "--policy-dir", str(tmp_path)])
     assert out.exit_code == 1 and "FAIL" in out.output

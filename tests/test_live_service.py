@@ -117,3 +117,33 @@ def test_what_was_answered_survives_a_crash(server: tuple[Server, str]) -> None:
     assert [a["account_id"] for a in got["linked_accounts"]] == ["A1"]
     check = {"user_id": "u1", "action": "view", "contract_id": "C1"}
     assert requests.post(f"{srv.url}/v1/check", json=check, headers=h).json()["allowed"] is True
+
+
+def test_a_policy_failing_its_fixtures_stops_the_start(settings: Settings, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(POLICIES, tmp_path / "p")
+    polar = tmp_path / "p" / "contract_access.polar"
+    polar.write_text(polar.read_text().replace('party_role("Guarantor");', ""))
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "AUTHZ_POLICY_DIR": str(tmp_path / "p"),
+    }
+    done = subprocess.run(
+        [
+            str(BIN / "gunicorn"),
+            "-c",
+            "service/gunicorn_conf.py",
+            "-b",
+            f"127.0.0.1:{_free_port()}",
+            "service.wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "refusing to start" in done.stderr and "fixture" in done.stderr

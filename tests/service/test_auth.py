@@ -78,3 +78,18 @@ def test_keys_are_stored_hashed(rt: Runtime) -> None:
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json"])
 def test_operations_need_no_key(client: FlaskClient, path: str) -> None:
     assert client.get(path).status_code == 200
+
+
+def test_a_key_revoked_by_another_process_is_refused_within_the_cache_time(
+    client: FlaskClient, rt: Runtime
+) -> None:
+    from authz.keys import Keys
+
+    key = rt.keys.create("elsewhere", frozenset({"decide"}), T0)
+    rt.keys.cache_seconds = 0.2
+    assert client.post("/v1/check", json=CHECK, headers=bearer(key)).status_code == 200
+    Keys(rt.db).revoke("elsewhere", T0)  # as the CLI or another worker would
+    import time
+
+    time.sleep(0.25)
+    assert client.post("/v1/check", json=CHECK, headers=bearer(key)).status_code == 401
