@@ -31,7 +31,9 @@ from authz.state import Freshness, bump_data_version, read_freshness
 Id = Annotated[
     str,
     StringConstraints(
-        min_length=1, max_length=128, pattern=r"^[^\s\x00-\x1f\x7f](.*[^\s\x00-\x1f\x7f])?$"
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
     ),
 ]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]

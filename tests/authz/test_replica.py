@@ -96,6 +96,7 @@ def test_another_source_is_refused(rt: Runtime) -> None:
         {"state": "booked"},
         {"contract_id": ""},
         {"contract_id": " C1"},
+        {"contract_id": "C\x1f1"},
         {"private_label": 7},
         {"parties": [{"account_id": "A1"}]},
         {"booked_at": "yesterday"},
