@@ -40,17 +40,21 @@ class LinkedAccountRoles:
     roles: tuple[str, ...]
 
 
+# The columns of a `UserRecord`, in its field order (users joined to their site).
+USER_COLUMNS = (
+    User.user_id,
+    User.status,
+    User.site_id,
+    Site.name,
+    Site.private_label,
+    Site.payments_enabled,
+)
+
+
 def load_users(session: Session, user_ids: Collection[str]) -> dict[str, UserRecord]:
     """The users with their site, in one query."""
     rows = session.execute(
-        select(
-            User.user_id,
-            User.status,
-            User.site_id,
-            Site.name,
-            Site.private_label,
-            Site.payments_enabled,
-        )
+        select(*USER_COLUMNS)
         .join(Site, Site.site_id == User.site_id)
         .where(User.user_id.in_(list(user_ids)))
     )

@@ -14,16 +14,13 @@ from typing import Any
 
 import requests
 
+from authz.fixture_suite import AccountFx, ContractFx, PartyFx, WorldFx
 from authz.fixtures import (
-    AccountFx,
     Answer,
-    ContractFx,
     Decide,
     ListContracts,
     ListEligible,
-    PartyFx,
     Question,
-    WorldFx,
     batch_payload,
     drain_pages,
 )

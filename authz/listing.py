@@ -27,7 +27,7 @@ from authz.config import Settings
 from authz.db import Database
 from authz.enums import ContractState
 from authz.errors import FieldError, InvalidInput, NotFound
-from authz.facts import UserRecord, user_facts
+from authz.facts import USER_COLUMNS, UserRecord, user_facts
 from authz.models import (
     Account,
     AccountTerm,
@@ -158,16 +158,7 @@ class Lister:
         round trip (a list's latency is mostly round trips)."""
         known_roles = select(func.aggregate_strings(RoleType.role_type, SEP)).scalar_subquery()
         rows = session.execute(
-            select(
-                User.user_id,
-                User.status,
-                User.site_id,
-                Site.name,
-                Site.private_label,
-                Site.payments_enabled,
-                UserAccount.account_id,
-                known_roles,
-            )
+            select(*USER_COLUMNS, UserAccount.account_id, known_roles)
             .join(Site, Site.site_id == User.site_id)
             .outerjoin(UserAccount, UserAccount.user_id == User.user_id)
             .where(User.user_id == user_id)
