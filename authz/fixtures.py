@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,7 +76,7 @@ class Checker(Protocol):
 class Target(Protocol):
     """Builds a suite's world somewhere and hands back a checker for it."""
 
-    def world(self, world: WorldFx) -> Any: ...
+    def world(self, world: WorldFx) -> AbstractContextManager[Checker]: ...
 
 
 # --- running -------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def build_world(rt: Runtime, world: WorldFx) -> None:
         rt.replica.apply(BatchIn.model_validate(later), now)
 
 
-def run_paths(paths: list[Path], target: Any, actions: tuple[str, ...]) -> list[SuiteResult]:
+def run_paths(paths: list[Path], target: Target, actions: tuple[str, ...]) -> list[SuiteResult]:
     """Run every suite under `paths` against `target`."""
     results = []
     for path in suite_paths(paths):

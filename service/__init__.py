@@ -5,9 +5,10 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import uuid
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, g, request
 
 from authz.config import Settings
 from authz.errors import PolicyLoadError
@@ -15,6 +16,21 @@ from authz.runtime import Runtime
 from service import errors
 from service.api import Unauthorized, unauthorized_response
 from service.routes import aspire, audit, decisions, directory, lists, ops
+
+
+def _request_ids(app: Flask) -> None:
+    """Take the caller's X-Request-Id (or make one), log with it, and echo it back."""
+
+    @app.before_request
+    def _take() -> None:
+        given = request.headers.get("X-Request-Id", "")
+        ok = 0 < len(given) <= 128 and given.isprintable() and given.isascii()
+        g.request_id = given if ok else uuid.uuid4().hex
+
+    @app.after_request
+    def _echo(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id") or uuid.uuid4().hex
+        return response
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -36,6 +52,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             f"{rt.policy.version[:12]} loaded); restart to check the new version"
         )
     app.extensions["authz"] = rt
+    _request_ids(app)
     errors.register(app)
     app.register_error_handler(Unauthorized, unauthorized_response)
     for area in (ops, decisions, lists, directory, aspire, audit):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, Response, g, json
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -51,7 +51,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(AuthzError)
     def _authz(exc: AuthzError) -> Response:
         if exc.status >= 500:
-            log.error("request failed: %s", exc.detail, exc_info=exc)
+            log.error("request %s failed: %s", g.get("request_id"), exc.detail, exc_info=exc)
         extra: dict[str, Any] = dict(exc.extra)
         if isinstance(exc, InvalidInput):
             extra["errors"] = [{"field": e.field, "message": e.message} for e in exc.errors]
@@ -70,7 +70,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unexpected error")
+        log.exception("request %s: unexpected error", g.get("request_id"))
         return problem(
             500, "Internal error", "the service failed to answer; see its log", "INTERNAL"
         )

@@ -107,3 +107,14 @@ def test_metrics_count_decisions(client: FlaskClient, auth: dict) -> None:
     body = {"user_id": "u", "action": "view", "contract_id": "C"}
     client.post("/v1/check", json=body, headers=auth)
     assert counted() == before + 1
+
+
+def test_request_ids_are_echoed_or_made(client: FlaskClient, auth: dict) -> None:
+    given = client.get("/healthz", headers={"X-Request-Id": "portal-abc-123"})
+    assert given.headers["X-Request-Id"] == "portal-abc-123"
+    made = client.get("/healthz").headers["X-Request-Id"]
+    assert len(made) == 32 and made != client.get("/healthz").headers["X-Request-Id"]
+    hostile = client.get("/healthz", headers={"X-Request-Id": "x" * 500})
+    assert hostile.headers["X-Request-Id"] != "x" * 500
+    problem = client.post("/v1/check", json={}, headers={**auth, "X-Request-Id": "r-9"})
+    assert problem.status_code == 400 and problem.headers["X-Request-Id"] == "r-9"
