@@ -188,14 +188,8 @@ class SqlDecisionLog:
     def _reasons(self, e: LogEntry) -> tuple[str, ...]:
         if e.user is None or e.contract is None or self._policy.version != e.policy_version:
             return ()
-        action = e.request["action"]
-        failed = [
-            c
-            for c in self._policy.conditions(action)
-            if not self._policy.holds(c.name, e.user, action, e.contract)
-        ]
-        alone = [c for c in failed if c.name in self._policy.reported_alone]
-        return tuple(c.code for c in (alone or failed))
+        evaluated = self._policy.evaluate(e.user, e.request["action"], e.contract)
+        return tuple(c.code for c in self._policy.reported(evaluated))
 
 
 def _stored(row: dict[str, Any], digest: str) -> dict[str, Any]:

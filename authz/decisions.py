@@ -11,7 +11,7 @@ from typing import Any
 from authz.audit import DecisionLog, LogEntry
 from authz.config import Settings
 from authz.db import Database
-from authz.errors import FieldError, InvalidInput
+from authz.errors import InvalidInput
 from authz.explain import ExplainContext, detail
 from authz.facts import (
     contract_facts,
@@ -97,17 +97,15 @@ class Decider:
 
         :raises InvalidInput: naming each bad item and the valid actions.
         """
-        valid = ", ".join(self.policy.actions)
-        errors = [
-            FieldError(
-                f"{prefix.format(i=i)}action",
-                f"unknown action '{r.action}'; valid actions: {valid}",
-            )
+        found = (
+            self.policy.unknown_action(r.action, f"{prefix.format(i=i)}action")
             for i, r in enumerate(requests)
-            if r.action not in self.policy.actions
-        ]
+        )
+        errors = [e for e in found if e is not None]
         if errors:
-            raise InvalidInput(f"unknown action; valid actions are: {valid}", errors)
+            raise InvalidInput(
+                f"unknown action; valid actions are: {self.policy.valid_actions}", errors
+            )
 
     def check(self, request: CheckRequest, caller: str = LIBRARY) -> Decision:
         """One decision.
@@ -182,16 +180,12 @@ class Decider:
             sync_interval_seconds=self.settings.sync_interval_seconds,
             now=self.clock(),
         )
-        results = []
-        failed = []
-        for cond in policy.conditions(r.action):
-            passed = policy.holds(cond.name, ufacts, r.action, cfacts)
-            results.append(ConditionResult(cond.name, passed, detail(cond.name, ctx, passed)))
-            if not passed:
-                failed.append((cond, results[-1].detail))
-        alone = [(c, d) for c, d in failed if c.name in policy.reported_alone]
-        shown = alone or failed
-        reasons = [] if allowed else [Reason(c.code, d) for c, d in shown]
+        evaluated = policy.evaluate(ufacts, r.action, cfacts)
+        results = [ConditionResult(c.name, ok, detail(c.name, ctx, ok)) for c, ok in evaluated]
+        details = {x.name: x.detail for x in results}
+        reasons = (
+            [] if allowed else [Reason(c.code, details[c.name]) for c in policy.reported(evaluated)]
+        )
         decision = self._decision(r, allowed, freshness.data_version)
         if self.log is not None:
             codes = tuple(x.code for x in reasons)

@@ -328,11 +328,10 @@ class Lister:
         return [(r[0], r[1]) for r in session.execute(stmt)]
 
     def _check_action(self, action: str) -> None:
-        if action not in self.policy.actions:
-            valid = ", ".join(self.policy.actions)
+        error = self.policy.unknown_action(action)
+        if error is not None:
             raise InvalidInput(
-                f"unknown action; valid actions are: {valid}",
-                [FieldError("action", f"unknown action '{action}'; valid actions: {valid}")],
+                f"unknown action; valid actions are: {self.policy.valid_actions}", [error]
             )
 
 

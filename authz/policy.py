@@ -10,7 +10,7 @@ from typing import Any
 from oso import Oso, Variable
 from polar.exceptions import OsoError
 
-from authz.errors import PolicyLoadError
+from authz.errors import FieldError, PolicyLoadError
 
 Facts = dict[str, Any]
 X = Variable("x")
@@ -88,6 +88,26 @@ class Policy:
             return bool(self._oso.query_rule_once(name, *args))
         except OsoError:
             return False
+
+    def evaluate(self, user: Facts, action: str, contract: Facts) -> list[tuple[Condition, bool]]:
+        """Every named condition that applies to `action`, in order, with whether it holds."""
+        return [(c, self.holds(c.name, user, action, contract)) for c in self.conditions(action)]
+
+    def reported(self, evaluated: list[tuple[Condition, bool]]) -> list[Condition]:
+        """The failed conditions a denial gives as reasons: a failed `reported_alone` condition
+        (an unknown user or contract) hides the others."""
+        failed = [c for c, passed in evaluated if not passed]
+        return [c for c in failed if c.name in self.reported_alone] or failed
+
+    def unknown_action(self, action: str, field: str = "action") -> FieldError | None:
+        """The error for an action the policy does not declare, or None when it does."""
+        if action in self.actions:
+            return None
+        return FieldError(field, f"unknown action '{action}'; valid actions: {self.valid_actions}")
+
+    @property
+    def valid_actions(self) -> str:
+        return ", ".join(self.actions)
 
     def roles_granting(self, action: str) -> tuple[str, ...]:
         """The role types that grant `action`, as the policy says."""
