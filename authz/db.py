@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -102,6 +102,16 @@ class Database:
             session.begin(),
         ):
             yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only Core connection in one snapshot, for the hot paths (decisions, lists):
+        no ORM unit of work around statements that are built once and reused.
+
+        :raises Unavailable: when the store cannot answer.
+        """
+        with _store_errors(), self._reader.connect() as conn, conn.begin():
+            yield conn
 
     @contextmanager
     def write(self) -> Iterator[Session]:

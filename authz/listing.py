@@ -20,7 +20,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    false,
+    func,
+    or_,
+    select,
+    union,
+)
 from sqlalchemy.orm import Session
 
 from authz.config import Settings
@@ -52,6 +63,19 @@ SEP = "\x1f"  # joins role types in one string; ASPIRE ids hold no control chara
 Shape = tuple[str, str, str]  # (state, role type, label kind)
 
 
+# A user with their site, linked accounts and every role type known: built once.
+USER_CONTEXT = (
+    select(
+        *USER_COLUMNS,
+        UserAccount.account_id,
+        select(func.aggregate_strings(RoleType.role_type, SEP)).scalar_subquery(),
+    )
+    .join(Site, Site.site_id == User.site_id)
+    .outerjoin(UserAccount, UserAccount.user_id == User.user_id)
+    .where(User.user_id == bindparam("user_id"))
+)
+
+
 @dataclass(frozen=True)
 class Page(Generic[T]):
     items: list[T]
@@ -81,7 +105,7 @@ def label_kinds(site_label: str | None) -> list[tuple[str, str | None]]:
     return kinds
 
 
-def label_condition(column: Any, kind: str, site_label: str | None) -> ColumnElement[bool]:
+def label_condition(column: Any, kind: str, site_label: Any) -> ColumnElement[bool]:
     if kind == "site":
         return column.is_(None) if site_label is None else column == site_label
     if kind == "none":
@@ -92,7 +116,7 @@ def label_condition(column: Any, kind: str, site_label: str | None) -> ColumnEle
 
 
 def shapes_where(
-    shapes: Sequence[Shape], state: Any, role: Any, label: Any, site_label: str | None
+    shapes: Sequence[Shape], state: Any, role: Any, label: Any, site_label: Any
 ) -> ColumnElement[bool]:
     """SQL that holds exactly for rows of one of the allowed shapes."""
     grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -136,33 +160,24 @@ class Lister:
             raise InvalidInput("unknown state", [FieldError("state", "must be active or closed")])
         scope = f"contracts|{user_id}|{action}|{state}"
         after = decode_cursor(cursor, scope)
-        with self.db.read() as session:
-            found = self._user_accounts_roles(session, user_id)
+        with self.db.snapshot() as conn:
+            found = self._user_accounts_roles(conn, user_id)
             if found is None:
                 return Page([], None)
             user, accounts, roles = found
             shapes = self._contract_shapes(_freeze(user_facts(user, None)), action, roles)
-            rows = self._contract_rows(
-                session, accounts, user.site_label, shapes, state, after, limit
-            )
-            held = self._roles_held(session, accounts, [r[0] for r in rows[:limit]])
-        items = [ListedContract(c, s, lbl, held.get(c, ())) for c, s, lbl in rows[:limit]]
+            rows = self._contract_rows(conn, accounts, user.site_label, shapes, state, after, limit)
+        items = [ListedContract(*row) for row in rows[:limit]]
         return Page(
             items, encode_cursor(scope, items[-1].contract_id) if len(rows) > limit else None
         )
 
     def _user_accounts_roles(
-        self, session: Session, user_id: str
+        self, conn: Connection, user_id: str
     ) -> tuple[UserRecord, list[str], tuple[str, ...]] | None:
         """The user with their site, their linked accounts and every role type known, in one
         round trip (a list's latency is mostly round trips)."""
-        known_roles = select(func.aggregate_strings(RoleType.role_type, SEP)).scalar_subquery()
-        rows = session.execute(
-            select(*USER_COLUMNS, UserAccount.account_id, known_roles)
-            .join(Site, Site.site_id == User.site_id)
-            .outerjoin(UserAccount, UserAccount.user_id == User.user_id)
-            .where(User.user_id == user_id)
-        ).all()
+        rows = conn.execute(USER_CONTEXT, {"user_id": user_id}).all()
         if not rows:
             return None
         user = UserRecord(*rows[0][:6])
@@ -234,34 +249,58 @@ class Lister:
 
     def _contract_rows(
         self,
-        session: Session,
+        conn: Connection,
         accounts: list[str],
         site_label: str | None,
         shapes: tuple[Shape, ...],
         state: str | None,
         after: str | None,
         limit: int,
-    ) -> list[tuple[str, str, str | None]]:
-        """The first `limit + 1` allowed contracts after `after`, by contract id.
-
-        Each linked account's parties are walked in index order and stop after `limit + 1`
-        contracts, so a page of a fleet lessee never sorts the whole fleet; the few
-        per-account runs are merged here.
-        """
+    ) -> list[tuple[str, str, str | None, tuple[str, ...]]]:
+        """The first `limit + 1` allowed contracts after `after`, by contract id, each with
+        every role type the accounts hold on it."""
         if not accounts:
             return []
+        stmt = self._contract_statement(
+            shapes, site_label is None, len(accounts), state, after is not None, limit
+        )
+        params: dict[str, Any] = {f"a{i}": a for i, a in enumerate(accounts)}
+        params.update(site_label=site_label, after=after, source=self.source)
+        return [
+            (c, s, lbl, tuple(sorted(set((roles or "").split(SEP)) - {""})))
+            for c, s, lbl, roles in conn.execute(stmt, params)
+        ]
+
+    @staticmethod
+    @lru_cache(maxsize=2048)
+    def _contract_statement(
+        shapes: tuple[Shape, ...],
+        site_unlabelled: bool,
+        accounts: int,
+        state: str | None,
+        paged: bool,
+        limit: int,
+    ) -> Select[Any]:
+        """One statement per query shape, built once: values travel as bound parameters.
+
+        Each linked account's parties are walked in index order and stop after enough rows
+        for `limit + 1` contracts, so a page of a fleet lessee never sorts the whole fleet;
+        the database merges the few runs, keeps the page, then reads the page's roles by
+        primary key.
+        """
         c, p = Contract, ContractParty
+        site_label: Any = None if site_unlabelled else bindparam("site_label")
         # An account holds each role type at most once per contract, so this many rows hold
         # at least `limit + 1` distinct contracts whenever there are that many.
         per_run = (limit + 1) * max(1, len({role for _, role, _ in shapes}))
         runs = []
-        for account in accounts:
+        for i in range(accounts):
             run = (
                 select(c.contract_id, c.state, c.private_label)
                 .join(p, p.contract_id == c.contract_id)
                 .where(
-                    p.account_id == account,
-                    c.source == self.source,
+                    p.account_id == bindparam(f"a{i}"),
+                    c.source == bindparam("source"),
                     shapes_where(shapes, c.state, p.role_type, c.private_label, site_label),
                 )
                 .order_by(p.contract_id)
@@ -269,28 +308,28 @@ class Lister:
             )
             if state is not None:
                 run = run.where(c.state == state)
-            if after is not None:
-                run = run.where(p.contract_id > after)
+            if paged:
+                run = run.where(p.contract_id > bindparam("after"))
             runs.append(select(run.subquery()))
-        stmt = runs[0] if len(runs) == 1 else union_all(*runs)
-        merged = sorted({(r[0], r[1], r[2]) for r in session.execute(stmt)})
-        return merged[: limit + 1]
-
-    def _roles_held(
-        self, session: Session, accounts: list[str], ids: list[str]
-    ) -> dict[str, tuple[str, ...]]:
-        """Every role type the accounts hold on the page's contracts: primary-key lookups."""
-        if not ids:
-            return {}
-        rows = session.execute(
-            select(ContractParty.contract_id, ContractParty.role_type).where(
-                ContractParty.contract_id.in_(ids), ContractParty.account_id.in_(accounts)
-            )
+        merged = (runs[0] if accounts == 1 else union(*runs)).subquery()
+        page = (
+            select(merged.c.contract_id, merged.c.state, merged.c.private_label)
+            .distinct()
+            .order_by(merged.c.contract_id)
+            .limit(limit + 1)
+            .subquery()
         )
-        held: dict[str, set[str]] = defaultdict(set)
-        for contract_id, role in rows:
-            held[contract_id].add(role)
-        return {k: tuple(sorted(v)) for k, v in held.items()}
+        held = (
+            select(func.aggregate_strings(p.role_type, SEP))
+            .where(
+                p.contract_id == page.c.contract_id,
+                p.account_id.in_([bindparam(f"a{i}") for i in range(accounts)]),
+            )
+            .scalar_subquery()
+        )
+        return select(page.c.contract_id, page.c.state, page.c.private_label, held).order_by(
+            page.c.contract_id
+        )
 
     def _account_rows(
         self,

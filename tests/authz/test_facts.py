@@ -47,3 +47,19 @@ def test_one_check_reads_facts_in_four_queries(world: World, rt: Runtime) -> Non
     with statements(rt) as seen:
         assert rt.decider.check(CheckRequest("u", "view", "C1")).allowed
     assert len(seen) == 4
+
+
+def test_a_list_reads_in_two_queries_whatever_the_linked_accounts(
+    world: World, rt: Runtime
+) -> None:
+    world.site("default")
+    accounts = [f"A{i}" for i in range(5)]
+    world.sync(
+        [contract(f"C{i}", f"{accounts[i % 5]}:Customer", "A0:Guarantor") for i in range(30)]
+    )
+    world.user("u", "default", *accounts)
+    with statements(rt) as seen:
+        page = rt.lister.contracts("u", "view", limit=10)
+    assert [c.contract_id for c in page.items] == sorted(f"C{i}" for i in range(30))[:10]
+    assert page.items[0].roles == ("Customer", "Guarantor")  # C0: A0 holds both
+    assert len(seen) == 2
