@@ -1,0 +1,671 @@
+"""A client for the portal's services: decisions and lists over HTTP, failing closed.
+
+Every call ends in one of two ways: a frozen result built from a 200 answer whose body
+validated (`allowed` must be a JSON boolean), or an `AuthzClientError`. Nothing here turns a
+failure into an allow, and nothing returns a default on error: a caller that catches
+`AuthzClientError` decides, in its own code, to deny.
+
+Retries are a small loop, not urllib3's `Retry`, because:
+
+- one deadline covers the whole call; urllib3 times each attempt on its own and sleeps a
+  Retry-After in full, so its retries can run past any deadline;
+- a Retry-After longer than the time left ends the call at once instead of sleeping for an
+  answer that would come too late;
+- the error says how many attempts were made and why the last failed, which urllib3 folds
+  into requests' `RetryError` or `ConnectionError`.
+
+The adapter is mounted with `max_retries=0`, so urllib3 retries nothing underneath the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+
+T = TypeVar("T")
+
+# Results -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer of `POST /v1/check`; `allowed` is True only when the service sent `true`."""
+
+    allowed: bool
+    decision_id: str
+    policy_version: str
+    data_version: int
+
+
+@dataclass(frozen=True)
+class BatchDecision(Decision):
+    correlation_id: str | None
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Explanation(Decision):
+    conditions: tuple[Condition, ...]
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One question of a batch."""
+
+    user_id: str
+    action: str
+    contract_id: str
+    site_id: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ListedContract:
+    contract_id: str
+    state: str
+    private_label: str | None
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ContractsPage:
+    contracts: tuple[ListedContract, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class EligibleAccount:
+    account_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class AccountsPage:
+    accounts: tuple[EligibleAccount, ...]
+    next_cursor: str | None
+
+
+# Errors ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An RFC 9457 problem body as the service sent it; absent members are empty."""
+
+    status: int
+    code: str | None
+    title: str
+    detail: str
+    type: str
+    errors: tuple[FieldProblem, ...]
+
+
+class AuthzClientError(Exception):
+    """Root of every error of this client; none of them may be read as an allow."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        problem: Problem | None = None,
+        request_id: str = "",
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem = problem
+        self.request_id = request_id
+        self.attempts = attempts
+
+    @property
+    def code(self) -> str | None:
+        return self.problem.code if self.problem else None
+
+    @property
+    def title(self) -> str:
+        return self.problem.title if self.problem else ""
+
+    @property
+    def detail(self) -> str:
+        return self.problem.detail if self.problem else ""
+
+    @property
+    def errors(self) -> tuple[FieldProblem, ...]:
+        return self.problem.errors if self.problem else ()
+
+
+class Unavailable(AuthzClientError):
+    """No answer in time: 503, connection failure or timeout, after the bounded retries."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class InvalidRequest(AuthzClientError):
+    """The service refused the request (a 4xx problem): `code`, `detail` and `errors` say why."""
+
+
+class AuthenticationFailed(AuthzClientError):
+    """The API key is missing, unknown or revoked (401), or lacks the scope (403)."""
+
+
+class ProtocolError(AuthzClientError):
+    """An answer this client cannot trust: unexpected status, not JSON, or the wrong shape."""
+
+
+class _BadBody(ValueError):
+    """A body that does not match the contract; becomes a ProtocolError with the call's ids."""
+
+
+# The client --------------------------------------------------------------------------------
+
+RETRIED_STATUS = 503
+# A connection refused, reset or broken mid-answer, and a connect or read timeout.
+RETRIED_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+JSON = "application/json"
+
+
+class AuthzClient:
+    """A pooled, authenticated session to one contract access service."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        connect_timeout: float = 0.5,
+        read_timeout: float = 2.0,
+        deadline: float = 3.0,
+        max_retries: int = 2,
+        backoff: float = 0.05,
+        pool_size: int = 10,
+    ) -> None:
+        """:raises ValueError: for a timeout or deadline that is not positive, or bad counts."""
+        if min(connect_timeout, read_timeout, deadline) <= 0 or backoff < 0:
+            raise ValueError("timeouts and the deadline must be positive")
+        if not 0 <= max_retries <= 5 or pool_size < 1:
+            raise ValueError("max_retries must be 0 to 5 and pool_size at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.deadline = deadline
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update(
+            {
+                "Authorization": f"Bearer {api_key}",
+                "Accept": f"{JSON}, application/problem+json",
+                "User-Agent": "contract-access-client/1",
+            }
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> AuthzClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # Decisions -----------------------------------------------------------------------------
+
+    def check(
+        self, user_id: str, action: str, contract_id: str, site_id: str | None = None
+    ) -> Decision:
+        """May this user do this action on this contract?
+
+        :raises AuthzClientError: on any outcome but a valid 200 answer.
+        """
+        body = _check_body(Check(user_id, action, contract_id, site_id))
+        return self._call("POST", "/v1/check", _read_decision, body=body)
+
+    def is_allowed(
+        self, user_id: str, action: str, contract_id: str, site_id: str | None = None
+    ) -> bool:
+        """True only when the service answered an allow; False when it answered a deny.
+
+        There is no third outcome: any failure raises, so a caller cannot mistake it for
+        either answer. Do not catch `AuthzClientError` to return True.
+
+        :raises AuthzClientError: on any outcome but a valid 200 answer.
+        """
+        return self.check(user_id, action, contract_id, site_id).allowed is True
+
+    def check_batch(self, checks: Sequence[Check]) -> tuple[BatchDecision, ...]:
+        """Up to 1000 checks in one call, answered in the order sent.
+
+        :raises ProtocolError: when the answer does not match the checks one to one.
+        :raises AuthzClientError: on any other outcome but a valid 200 answer.
+        """
+        body = {"checks": [_check_body(c) for c in checks]}
+
+        def read(raw: Any) -> tuple[BatchDecision, ...]:
+            results = _list(_obj(raw, "body"), "results", "body")
+            if len(results) != len(checks):
+                raise _BadBody(f"{len(results)} results for {len(checks)} checks")
+            out = tuple(_read_batch_item(r, f"results[{i}]") for i, r in enumerate(results))
+            for i, (sent, got) in enumerate(zip(checks, out, strict=True)):
+                if sent.correlation_id != got.correlation_id:
+                    raise _BadBody(f"results[{i}].correlation_id is not the one sent")
+            return out
+
+        return self._call("POST", "/v1/check/batch", read, body=body)
+
+    def explain(
+        self, user_id: str, action: str, contract_id: str, site_id: str | None = None
+    ) -> Explanation:
+        """The decision with every condition the policy weighed and the reasons for a deny.
+
+        :raises AuthzClientError: on any outcome but a valid 200 answer.
+        """
+        body = _check_body(Check(user_id, action, contract_id, site_id))
+        return self._call("POST", "/v1/explain", _read_explanation, body=body)
+
+    # Lists ---------------------------------------------------------------------------------
+
+    def list_user_contracts(
+        self,
+        user_id: str,
+        *,
+        action: str = "view",
+        state: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ContractsPage:
+        """One page of the contracts the user may do `action` on.
+
+        :raises AuthzClientError: on any outcome but a valid 200 answer.
+        """
+        params = _params(action=action, state=state, limit=limit, cursor=cursor)
+        path = f"/v1/users/{quote(user_id, safe='')}/contracts"
+        return self._call("GET", path, _read_contracts_page, params=params)
+
+    def iter_user_contracts(
+        self,
+        user_id: str,
+        *,
+        action: str = "view",
+        state: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[ListedContract]:
+        """Every such contract, page after page.
+
+        :raises AuthzClientError: from the page that failed; earlier items were yielded.
+        """
+
+        def fetch(cursor: str | None) -> tuple[tuple[ListedContract, ...], str | None]:
+            page = self.list_user_contracts(
+                user_id, action=action, state=state, limit=page_size, cursor=cursor
+            )
+            return page.contracts, page.next_cursor
+
+        return _pages(fetch)
+
+    def list_eligible_accounts(
+        self,
+        site_id: str,
+        *,
+        q: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> AccountsPage:
+        """One page of the ASPIRE accounts that may be linked to a user of the site.
+
+        :raises InvalidRequest: 404 `SITE_NOT_FOUND` for an unknown site.
+        :raises AuthzClientError: on any other outcome but a valid 200 answer.
+        """
+        params = _params(q=q, limit=limit, cursor=cursor)
+        path = f"/v1/sites/{quote(site_id, safe='')}/eligible-accounts"
+        return self._call("GET", path, _read_accounts_page, params=params)
+
+    def iter_eligible_accounts(
+        self, site_id: str, *, q: str | None = None, page_size: int | None = None
+    ) -> Iterator[EligibleAccount]:
+        """Every such account, page after page.
+
+        :raises AuthzClientError: from the page that failed; earlier items were yielded.
+        """
+
+        def fetch(cursor: str | None) -> tuple[tuple[EligibleAccount, ...], str | None]:
+            page = self.list_eligible_accounts(site_id, q=q, limit=page_size, cursor=cursor)
+            return page.accounts, page.next_cursor
+
+        return _pages(fetch)
+
+    # The one way out to the network --------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        read: Callable[[Any], T],
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> T:
+        """Send one call, retried on connection errors, timeouts and 503, within the deadline.
+
+        Every call this client makes is a read: the decision POSTs change no data, they only
+        log what was decided, so sending one again after a timeout or a broken connection is
+        safe (the decision log may then hold the same question twice). Each attempt's
+        connect and read timeouts are clipped to the time left, so a call overruns its
+        deadline by at most the connect time of its last attempt.
+        """
+        request_id = uuid.uuid4().hex  # one per call, on every attempt: the service logs it
+        ends = time.monotonic() + self.deadline
+        attempts = 0
+        while True:
+            attempts += 1
+            left = max(ends - time.monotonic(), 0.001)
+            ids: dict[str, Any] = {"request_id": request_id, "attempts": attempts}
+            wait = 0.0
+            try:
+                response = self._session.request(
+                    method,
+                    self.base_url + path,
+                    json=body,
+                    params=params,
+                    headers={"X-Request-Id": request_id},
+                    timeout=(min(self.connect_timeout, left), min(self.read_timeout, left)),
+                    allow_redirects=False,
+                )
+            except RETRIED_ERRORS as e:
+                failure = Unavailable(f"{method} {path}: {e.__class__.__name__}: {e}", **ids)
+                failure.__cause__ = e
+            except requests.RequestException as e:
+                raise ProtocolError(f"{method} {path}: {e.__class__.__name__}: {e}", **ids) from e
+            else:
+                if response.status_code != RETRIED_STATUS:
+                    return _answer(response, read, f"{method} {path}", ids)
+                hint = _retry_after(response)
+                problem = _problem(response)
+                failure = Unavailable(
+                    f"{method} {path}: 503 {problem.detail if problem else ''}".rstrip(),
+                    retry_after=hint,
+                    status=RETRIED_STATUS,
+                    problem=problem,
+                    **ids,
+                )
+                wait = hint or 0.0
+            wait = max(wait, self._backoff(attempts))
+            if attempts > self.max_retries or time.monotonic() + wait >= ends:
+                raise failure
+            time.sleep(wait)
+
+    def _backoff(self, attempts: int) -> float:
+        """Exponential from `backoff`, with jitter so that many clients do not retry at once."""
+        return self.backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.0)
+
+
+# Reading answers ---------------------------------------------------------------------------
+
+
+def _answer(
+    response: requests.Response, read: Callable[[Any], T], what: str, ids: dict[str, Any]
+) -> T:
+    """The result of a 200 whose body validates, else the typed error for what came back."""
+    status = response.status_code
+    if status == 200:
+        if _media_type(response) != JSON:
+            raise ProtocolError(f"{what}: 200 with Content-Type {_media_type(response)!r}", **ids)
+        try:
+            return read(_loads(response.content))
+        except _BadBody as e:
+            raise ProtocolError(f"{what}: 200 with a body that does not match: {e}", **ids) from e
+    problem = _problem(response)
+    if status in (401, 403):
+        raise AuthenticationFailed(f"{what}: {status}", status=status, problem=problem, **ids)
+    if 400 <= status < 500 and problem is not None:
+        text = f"{what}: {status} {problem.code}: {problem.detail}"
+        raise InvalidRequest(text, status=status, problem=problem, **ids)
+    raise ProtocolError(
+        f"{what}: unexpected status {status}", status=status, problem=problem, **ids
+    )
+
+
+def _media_type(response: requests.Response) -> str:
+    return response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
+def _loads(raw: bytes) -> Any:
+    """JSON that means one thing only: no repeated key, no NaN or Infinity."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(items)
+        if len(out) != len(items):
+            raise _BadBody("an object repeats a key")
+        return out
+
+    def constant(name: str) -> Any:
+        raise _BadBody(f"{name} is not JSON")
+
+    try:
+        return json.loads(raw, object_pairs_hook=pairs, parse_constant=constant)
+    except _BadBody:
+        raise
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise _BadBody(f"not JSON: {e}") from None
+
+
+def _problem(response: requests.Response) -> Problem | None:
+    """The problem body of an error answer, or None when there is none to read."""
+    if _media_type(response) not in ("application/problem+json", JSON):
+        return None
+    try:
+        body = _loads(response.content)
+    except _BadBody:
+        return None
+    if not isinstance(body, dict):
+        return None
+    errors = body.get("errors")
+    return Problem(
+        status=response.status_code,
+        code=body["code"] if isinstance(body.get("code"), str) else None,
+        title=str(body.get("title") or ""),
+        detail=str(body.get("detail") or ""),
+        type=str(body.get("type") or "about:blank"),
+        errors=tuple(
+            FieldProblem(str(e.get("field", "")), str(e.get("message", "")))
+            for e in (errors if isinstance(errors, list) else [])
+            if isinstance(e, dict)
+        ),
+    )
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date), if it has one."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _BadBody(f"{where}: expected an object")
+    return value
+
+
+def _field(obj: dict[str, Any], name: str, kind: type[T], where: str) -> T:
+    """A member of exactly JSON type `kind` (a bool is not an int, a string is not a bool)."""
+    if name not in obj:
+        raise _BadBody(f"{where}.{name} is missing")
+    value = obj[name]
+    if type(value) is not kind:
+        raise _BadBody(f"{where}.{name}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(obj: dict[str, Any], name: str, where: str) -> str | None:
+    """A member that must be present, as a string or null."""
+    if obj.get(name, "") is None:
+        return None
+    return _field(obj, name, str, where)
+
+
+def _list(obj: dict[str, Any], name: str, where: str) -> list[Any]:
+    return _field(obj, name, list, where)
+
+
+def _decision(raw: Any, where: str) -> dict[str, Any]:
+    o = _obj(raw, where)
+    return {
+        "allowed": _field(o, "allowed", bool, where) is True,
+        "decision_id": _field(o, "decision_id", str, where),
+        "policy_version": _field(o, "policy_version", str, where),
+        "data_version": _field(o, "data_version", int, where),
+    }
+
+
+def _read_decision(raw: Any) -> Decision:
+    return Decision(**_decision(raw, "body"))
+
+
+def _read_batch_item(raw: Any, where: str) -> BatchDecision:
+    correlation_id = _opt_str(_obj(raw, where), "correlation_id", where)
+    return BatchDecision(**_decision(raw, where), correlation_id=correlation_id)
+
+
+def _read_condition(raw: Any, where: str) -> Condition:
+    o = _obj(raw, where)
+    return Condition(
+        _field(o, "name", str, where),
+        _field(o, "passed", bool, where),
+        _field(o, "detail", str, where),
+    )
+
+
+def _read_reason(raw: Any, where: str) -> Reason:
+    o = _obj(raw, where)
+    return Reason(_field(o, "code", str, where), _field(o, "message", str, where))
+
+
+def _read_explanation(raw: Any) -> Explanation:
+    o = _obj(raw, "body")
+    conditions = _list(o, "conditions", "body")
+    reasons = _list(o, "reasons", "body")
+    explained = Explanation(
+        **_decision(o, "body"),
+        conditions=tuple(_read_condition(c, f"conditions[{i}]") for i, c in enumerate(conditions)),
+        reasons=tuple(_read_reason(r, f"reasons[{i}]") for i, r in enumerate(reasons)),
+    )
+    if explained.allowed and explained.reasons:
+        raise _BadBody("an allow that gives reasons for a deny")
+    return explained
+
+
+def _read_contract(raw: Any, where: str) -> ListedContract:
+    o = _obj(raw, where)
+    roles = _list(o, "roles", where)
+    if not all(type(r) is str for r in roles):
+        raise _BadBody(f"{where}.roles: expected strings")
+    return ListedContract(
+        contract_id=_field(o, "contract_id", str, where),
+        state=_field(o, "state", str, where),
+        private_label=_opt_str(o, "private_label", where),
+        roles=tuple(roles),
+    )
+
+
+def _read_account(raw: Any, where: str) -> EligibleAccount:
+    o = _obj(raw, where)
+    return EligibleAccount(_field(o, "account_id", str, where), _field(o, "name", str, where))
+
+
+def _read_contracts_page(raw: Any) -> ContractsPage:
+    o = _obj(raw, "body")
+    items = _list(o, "contracts", "body")
+    return ContractsPage(
+        tuple(_read_contract(c, f"contracts[{i}]") for i, c in enumerate(items)),
+        _opt_str(o, "next_cursor", "body"),
+    )
+
+
+def _read_accounts_page(raw: Any) -> AccountsPage:
+    o = _obj(raw, "body")
+    items = _list(o, "accounts", "body")
+    return AccountsPage(
+        tuple(_read_account(a, f"accounts[{i}]") for i, a in enumerate(items)),
+        _opt_str(o, "next_cursor", "body"),
+    )
+
+
+# Requests and pages ------------------------------------------------------------------------
+
+
+def _check_body(c: Check) -> dict[str, str]:
+    body = {"user_id": c.user_id, "action": str(c.action), "contract_id": c.contract_id}
+    if c.site_id is not None:
+        body["site_id"] = c.site_id
+    if c.correlation_id is not None:
+        body["correlation_id"] = c.correlation_id
+    return body
+
+
+def _params(**given: str | int | None) -> dict[str, str]:
+    return {k: str(v) for k, v in given.items() if v is not None}
+
+
+def _pages(fetch: Callable[[str | None], tuple[tuple[T, ...], str | None]]) -> Iterator[T]:
+    """Follow `next_cursor` to the end; a cursor seen twice would never end, so it raises.
+
+    :raises ProtocolError: when the service hands back a cursor it gave before.
+    """
+    seen: set[str] = set()
+    cursor: str | None = None
+    while True:
+        items, cursor = fetch(cursor)
+        yield from items
+        if cursor is None:
+            return
+        if cursor in seen:
+            raise ProtocolError(f"the service gave the cursor {cursor[:40]!r} twice")
+        seen.add(cursor)

@@ -1,0 +1,548 @@
+"""The portal's client, against a real gunicorn and against small servers that misbehave."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from authz.client import (
+    AuthenticationFailed,
+    AuthzClient,
+    Check,
+    InvalidRequest,
+    ProtocolError,
+    Unavailable,
+)
+from authz.config import Settings
+from authz.db import make_engine
+from authz.models import Base
+from authz.runtime import Runtime
+from authz.schema import upgrade
+from tests.conftest import POLICIES, T0, World, contract
+from tests.test_live_service import Server, _free_port
+
+# The world every live test reads ------------------------------------------------------------
+
+FLEET_ACTIVE = [f"F-{i:03}" for i in range(23)]
+FLEET_CLOSED = [f"F-C{i:02}" for i in range(5)]
+GRANITE = [f"B{i:02}" for i in range(12)]
+U1_ACTIVE = {"C-ACTIVE", "C-GUAR", "C-A3OWN", *FLEET_ACTIVE}
+U1_VIEW = U1_ACTIVE | {"C-CLOSED", *FLEET_CLOSED}
+
+
+def _build(world: World) -> None:
+    world.site("default")
+    world.site("acme", "ACME")
+    world.sync(
+        [
+            contract("C-ACTIVE", "A1:Customer"),
+            contract("C-CLOSED", "A1:Customer", state="closed"),
+            contract("C-PENDING", "A1:Customer", state="pending"),
+            contract("C-GUAR", "A9:Customer", "A2:Guarantor"),
+            contract("C-VENDOR", "A9:Customer", "A3:Vendor"),
+            contract("C-A3OWN", "A3:Customer"),
+            contract("C-ACME", "A1:Customer", label="ACME"),
+            *(contract(c, "A1:Customer") for c in FLEET_ACTIVE),
+            *(contract(c, "A1:Customer", state="closed") for c in FLEET_CLOSED),
+            *(contract(f"G-{a}", f"{a}:Customer") for a in GRANITE),
+        ]
+    )
+    world.user("u1", "default", "A1", "A2", "A3")
+    world.user("u-acme", "acme", "A1")
+    world.user("u-off", "default", "A1", status="disabled")
+
+
+# (user, action, contract, site) -> the reasons of a deny; () is an allow.
+CASES: list[tuple[str, str, str, str | None, tuple[str, ...]]] = [
+    ("u1", "view", "C-ACTIVE", None, ()),
+    ("u1", "view", "C-CLOSED", None, ()),
+    ("u1", "view", "C-GUAR", None, ()),
+    ("u1", "make_payment", "C-ACTIVE", "default", ()),
+    ("u-acme", "view", "C-ACME", "acme", ()),
+    ("u1", "make_payment", "C-CLOSED", None, ("CONTRACT_CLOSED",)),
+    ("u1", "view", "C-PENDING", None, ("CONTRACT_NOT_BOOKED",)),
+    ("u1", "view", "C-VENDOR", None, ("NO_LINKED_PARTY_ROLE",)),
+    ("u1", "view", "C-ACME", None, ("PRIVATE_LABEL_MISMATCH",)),
+    ("u-acme", "view", "C-ACME", "default", ("SITE_MISMATCH",)),
+    ("u-off", "view", "C-ACTIVE", None, ("USER_DISABLED",)),
+    ("nobody", "view", "C-ACTIVE", None, ("USER_NOT_FOUND",)),
+    ("u1", "view", "C-NONE", None, ("CONTRACT_NOT_FOUND",)),
+]
+
+
+@dataclass
+class Live:
+    url: str
+    key: str
+    audit_key: str
+
+    def client(self, **kw: Any) -> AuthzClient:
+        return AuthzClient(self.url, self.key, **kw)
+
+    def audit(self, path: str) -> Any:
+        """A GET with the audit key, bypassing the client under test."""
+        h = {"Authorization": f"Bearer {self.audit_key}"}
+        return requests.get(self.url + path, headers=h, timeout=5).json()
+
+
+def _fresh_store(kind: str, request: pytest.FixtureRequest, tmp: Path) -> str:
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp}/authz.sqlite3"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
+    """One gunicorn per store for the whole module: starting one takes seconds."""
+    url = _fresh_store(request.param, request, tmp_path_factory.mktemp("client"))
+    with Runtime.open(Settings(database_url=url, policy_dir=POLICIES)) as rt:
+        _build(World(rt))
+        key = rt.keys.create("portal", frozenset({"decide"}), T0)
+        audit_key = rt.keys.create("auditor", frozenset({"audit"}), T0)
+    srv = Server(url)
+    srv.start()
+    yield Live(srv.url, key, audit_key)
+    srv.kill()
+
+
+@pytest.fixture
+def client(live: Live) -> Iterator[AuthzClient]:
+    with live.client() as c:
+        yield c
+
+
+# Decisions against the live service ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("user", "action", "contract_id", "site", "reasons"), CASES)
+def test_check_answers_what_the_policy_decides(
+    client: AuthzClient,
+    live: Live,
+    user: str,
+    action: str,
+    contract_id: str,
+    site: str | None,
+    reasons: tuple[str, ...],
+) -> None:
+    decision = client.check(user, action, contract_id, site)
+    assert decision.allowed is (reasons == ())
+    assert client.is_allowed(user, action, contract_id, site) is (reasons == ())
+    assert decision.policy_version == live.audit("/v1/policy")["policy_version"]
+    assert decision.data_version == live.audit("/v1/aspire/status")["data_version"]
+    assert decision.decision_id
+
+
+@pytest.mark.parametrize(("user", "action", "contract_id", "site", "reasons"), CASES)
+def test_explain_gives_the_reasons_of_a_deny(
+    client: AuthzClient,
+    user: str,
+    action: str,
+    contract_id: str,
+    site: str | None,
+    reasons: tuple[str, ...],
+) -> None:
+    explained = client.explain(user, action, contract_id, site)
+    assert explained.allowed is (reasons == ())
+    assert tuple(r.code for r in explained.reasons) == reasons
+    assert all(r.message for r in explained.reasons)
+    assert explained.conditions, "every applicable condition is listed, passed or not"
+    failed = [c.name for c in explained.conditions if not c.passed]
+    assert (failed == []) is (reasons == ())
+
+
+def test_batch_answers_in_the_order_sent(client: AuthzClient) -> None:
+    order = [7, 0, 12, 3, 5, 1, 9, 4, 11, 2, 8, 6, 10]
+    checks = [Check(*CASES[i][:4], correlation_id=f"row-{i}") for i in order]
+    checks.append(Check("u1", "view", "C-ACTIVE"))  # no correlation id: comes back null
+    got = client.check_batch(checks)
+    assert [d.correlation_id for d in got] == [f"row-{i}" for i in order] + [None]
+    assert [d.allowed for d in got] == [CASES[i][4] == () for i in order] + [True]
+    assert len({d.decision_id for d in got}) == len(checks)
+
+
+# Lists against the live service --------------------------------------------------------------
+
+
+def test_contract_pages_list_every_contract_exactly_once(client: AuthzClient) -> None:
+    first = client.list_user_contracts("u1", limit=7)
+    assert len(first.contracts) == 7 and first.next_cursor is not None
+    ids = [c.contract_id for c in client.iter_user_contracts("u1", page_size=7)]
+    assert len(ids) == len(set(ids)) == len(U1_VIEW)
+    assert set(ids) == U1_VIEW
+    guar = next(
+        c for c in client.iter_user_contracts("u1", page_size=7) if c.contract_id == "C-GUAR"
+    )
+    assert guar.roles == ("Guarantor",) and guar.state == "active" and guar.private_label is None
+
+
+def test_state_and_action_narrow_the_contract_list(client: AuthzClient) -> None:
+    active = {c.contract_id for c in client.iter_user_contracts("u1", state="active", page_size=5)}
+    assert active == U1_ACTIVE
+    payable = {c.contract_id for c in client.iter_user_contracts("u1", action="make_payment")}
+    assert payable == U1_ACTIVE
+    assert list(client.iter_user_contracts("nobody")) == []
+
+
+def test_eligible_account_pages_list_every_account_exactly_once(client: AuthzClient) -> None:
+    ids = [a.account_id for a in client.iter_eligible_accounts("default", page_size=4)]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {"A1", "A2", "A3", "A9", *GRANITE}
+    page = client.list_eligible_accounts("default", q="b0", limit=4)
+    assert [a.account_id for a in page.accounts] == GRANITE[:4] and page.next_cursor
+    searched = [a.account_id for a in client.iter_eligible_accounts("default", q="B0", page_size=3)]
+    assert searched == GRANITE[:10]
+    assert [a.account_id for a in client.iter_eligible_accounts("acme")] == ["A1"]
+
+
+# Refusals from the live service --------------------------------------------------------------
+
+
+def test_an_unknown_action_is_an_invalid_request_naming_the_field(client: AuthzClient) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        client.check("u1", "delete", "C-ACTIVE")
+    e = caught.value
+    assert (e.status, e.code) == (400, "INVALID_REQUEST")
+    assert [f.field for f in e.errors] == ["action"]
+    assert "view_documents" in e.errors[0].message  # names the valid actions
+    with pytest.raises(InvalidRequest):
+        client.is_allowed("u1", "delete", "C-ACTIVE")
+    with pytest.raises(InvalidRequest) as caught:
+        client.check_batch([Check("u1", "view", "C-ACTIVE"), Check("u1", "fly", "C-ACTIVE")])
+    assert [f.field for f in caught.value.errors] == ["checks[1].action"]
+
+
+def test_an_unknown_site_is_not_found(client: AuthzClient) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        client.list_eligible_accounts("atlantis")
+    assert (caught.value.status, caught.value.code) == (404, "SITE_NOT_FOUND")
+
+
+def test_a_bad_limit_is_an_invalid_request(client: AuthzClient) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        client.list_user_contracts("u1", limit=0)
+    assert caught.value.status == 400 and [f.field for f in caught.value.errors] == ["limit"]
+
+
+def test_an_unknown_key_fails_authentication(live: Live) -> None:
+    with AuthzClient(live.url, "azk_not-a-key") as c, pytest.raises(AuthenticationFailed) as caught:
+        c.is_allowed("u1", "view", "C-ACTIVE")
+    assert caught.value.status == 401 and caught.value.attempts == 1
+
+
+def test_a_key_without_the_decide_scope_fails_authentication(live: Live) -> None:
+    with AuthzClient(live.url, live.audit_key) as c, pytest.raises(AuthenticationFailed) as caught:
+        c.check("u1", "view", "C-ACTIVE")
+    assert (caught.value.status, caught.value.code) == (403, "FORBIDDEN")
+
+
+# Servers that are down or slow ----------------------------------------------------------------
+
+
+class Sockets:
+    """A TCP listener that counts connections and either drops them or never answers."""
+
+    def __init__(self, answer_nothing: bool) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.hold = answer_nothing
+        self.held: list[socket.socket] = []
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.hold:
+                self.held.append(conn)
+            else:
+                conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+@pytest.fixture
+def dropping() -> Iterator[Sockets]:
+    s = Sockets(answer_nothing=False)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[Sockets]:
+    s = Sockets(answer_nothing=True)
+    yield s
+    s.close()
+
+
+def test_a_server_that_is_down_is_unavailable_after_two_retries() -> None:
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens: connection refused
+    with AuthzClient(url, "k", deadline=2.0) as c:
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as caught:
+            c.is_allowed("u1", "view", "C1")
+    assert caught.value.attempts == 3
+    assert isinstance(caught.value.__cause__, requests.ConnectionError)
+    assert time.monotonic() - started < 1.0  # three refusals and two short backoffs
+
+
+def test_dropped_connections_are_retried_twice_then_unavailable(dropping: Sockets) -> None:
+    with AuthzClient(dropping.url, "k") as c, pytest.raises(Unavailable) as caught:
+        c.check("u1", "view", "C1")
+    assert caught.value.attempts == 3
+    assert dropping.accepted == 3
+
+
+def test_read_timeouts_are_retried_within_the_deadline(silent: Sockets) -> None:
+    with AuthzClient(silent.url, "k", read_timeout=0.2, deadline=1.5) as c:
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as caught:
+            c.explain("u1", "view", "C1")
+    elapsed = time.monotonic() - started
+    assert caught.value.attempts == silent.accepted == 3
+    assert 0.6 <= elapsed < 1.5
+
+
+def test_the_deadline_cuts_a_slow_call_short(silent: Sockets) -> None:
+    with AuthzClient(silent.url, "k", read_timeout=2.0, deadline=0.4) as c:
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as caught:
+            c.check("u1", "view", "C1")
+    elapsed = time.monotonic() - started
+    assert caught.value.attempts == 1  # no time left for a second attempt
+    assert 0.35 <= elapsed < 0.6
+
+
+# A server that answers what a test tells it to ------------------------------------------------
+
+
+@dataclass
+class Canned:
+    status: int = 200
+    body: bytes | str | dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    port: int
+
+
+class Scripted:
+    """An HTTP/1.1 server (keep-alive) that plays a script of answers and records requests."""
+
+    def __init__(self) -> None:
+        self.script: list[Canned] = []
+        self.seen: list[Seen] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._answer()
+
+            def do_POST(self) -> None:
+                self._answer()
+
+            def _answer(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.seen.append(
+                    Seen(
+                        self.command,
+                        self.path,
+                        dict(self.headers),
+                        json.loads(raw) if raw else None,
+                        self.client_address[1],
+                    )
+                )
+                canned = outer.script.pop(0) if len(outer.script) > 1 else outer.script[0]
+                body = canned.body
+                data = body if isinstance(body, bytes) else str(body).encode()
+                if isinstance(body, dict):
+                    data = json.dumps(body).encode()
+                self.send_response(canned.status)
+                self.send_header("Content-Type", canned.content_type)
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in canned.headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def play(self, *answers: Canned) -> None:
+        """Answer these in order; the last one is repeated."""
+        self.script = list(answers)
+        self.seen = []
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[Scripted]:
+    s = Scripted()
+    yield s
+    s.httpd.shutdown()
+    s.httpd.server_close()
+
+
+ALLOW = {"allowed": True, "decision_id": "d1", "policy_version": "p1", "data_version": 3}
+BUSY = Canned(503, {"status": 503, "code": "UNAVAILABLE", "detail": "store down"})
+
+
+def test_a_503_is_retried_and_the_answer_after_it_is_used(scripted: Scripted) -> None:
+    scripted.play(BUSY, BUSY, Canned(body=ALLOW))
+    with AuthzClient(scripted.url, "k") as c:
+        assert c.is_allowed("u1", "view", "C1") is True
+    assert len(scripted.seen) == 3
+    assert len({s.headers["X-Request-Id"] for s in scripted.seen}) == 1
+    assert {s.headers["Authorization"] for s in scripted.seen} == {"Bearer k"}
+
+
+def test_a_503_that_persists_is_unavailable_after_two_retries(scripted: Scripted) -> None:
+    scripted.play(BUSY)
+    with AuthzClient(scripted.url, "k") as c, pytest.raises(Unavailable) as caught:
+        c.check_batch([Check("u1", "view", "C1")])
+    e = caught.value
+    assert (e.status, e.code, e.detail, e.attempts) == (503, "UNAVAILABLE", "store down", 3)
+    assert len(scripted.seen) == 3
+
+
+def test_retry_after_is_waited_for(scripted: Scripted) -> None:
+    scripted.play(Canned(503, {}, {"Retry-After": "1"}), Canned(body=ALLOW))
+    with AuthzClient(scripted.url, "k") as c:
+        started = time.monotonic()
+        assert c.check("u1", "view", "C1").allowed is True
+    assert 1.0 <= time.monotonic() - started < 1.5
+    assert len(scripted.seen) == 2
+
+
+def test_a_retry_after_beyond_the_deadline_ends_the_call_at_once(scripted: Scripted) -> None:
+    scripted.play(Canned(503, {}, {"Retry-After": "30"}), Canned(body=ALLOW))
+    with AuthzClient(scripted.url, "k", deadline=2.0) as c:
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as caught:
+            c.check("u1", "view", "C1")
+    assert time.monotonic() - started < 0.5
+    assert caught.value.retry_after == 30.0 and len(scripted.seen) == 1
+
+
+def test_other_errors_are_not_retried(scripted: Scripted) -> None:
+    scripted.play(Canned(500, {"status": 500, "code": "INTERNAL"}))
+    with AuthzClient(scripted.url, "k") as c, pytest.raises(ProtocolError) as caught:
+        c.check("u1", "view", "C1")
+    assert caught.value.status == 500 and len(scripted.seen) == 1
+
+
+def test_calls_reuse_one_pooled_connection(scripted: Scripted) -> None:
+    scripted.play(Canned(body=ALLOW))
+    with AuthzClient(scripted.url, "k") as c:
+        for _ in range(5):
+            c.check("u1", "view", "C1")
+    assert len({s.port for s in scripted.seen}) == 1
+
+
+def _without(key: str) -> dict[str, Any]:
+    return {k: v for k, v in ALLOW.items() if k != key}
+
+
+NOT_AN_ALLOW = {
+    "allowed as a string": Canned(body={**ALLOW, "allowed": "true"}),
+    "allowed as a number": Canned(body={**ALLOW, "allowed": 1}),
+    "allowed null": Canned(body={**ALLOW, "allowed": None}),
+    "allowed missing": Canned(body=_without("allowed")),
+    "decision_id missing": Canned(body=_without("decision_id")),
+    "data_version a bool": Canned(body={**ALLOW, "data_version": True}),
+    "allowed twice": Canned(
+        body=b'{"allowed": false, "allowed": true, "decision_id": "d",'
+        b' "policy_version": "p", "data_version": 1}'
+    ),
+    "not an object": Canned(body=b"[true]"),
+    "not JSON": Canned(body=b"<html>allowed</html>"),
+    "NaN": Canned(body=json.dumps({**ALLOW, "data_version": float("nan")})),
+    "an HTML page": Canned(body=ALLOW, content_type="text/html"),
+    "a redirect": Canned(302, b"", {"Location": "/elsewhere"}),
+    "204": Canned(204, b""),
+    "a 404 page that is not a problem": Canned(404, b"<h1>nope</h1>", content_type="text/html"),
+}
+
+
+@pytest.mark.parametrize("answer", NOT_AN_ALLOW.values(), ids=NOT_AN_ALLOW.keys())
+def test_an_answer_that_does_not_validate_is_never_an_allow(
+    scripted: Scripted, answer: Canned
+) -> None:
+    scripted.play(answer)
+    with AuthzClient(scripted.url, "k") as c:
+        with pytest.raises(ProtocolError):
+            c.is_allowed("u1", "view", "C1")
+        with pytest.raises(ProtocolError):
+            c.check_batch([Check("u1", "view", "C1")])
+    assert len(scripted.seen) == 2  # not retried
+
+
+def test_a_batch_answer_that_does_not_match_the_checks_is_refused(scripted: Scripted) -> None:
+    items = [{**ALLOW, "correlation_id": "b"}, {**ALLOW, "correlation_id": "a"}]
+    sent = [Check("u1", "view", "C1", correlation_id=x) for x in "ab"]
+    with AuthzClient(scripted.url, "k") as c:
+        scripted.play(Canned(body={"results": items}))
+        with pytest.raises(ProtocolError, match="correlation_id"):
+            c.check_batch(sent)
+        scripted.play(Canned(body={"results": items[:1]}))
+        with pytest.raises(ProtocolError, match="1 results for 2 checks"):
+            c.check_batch(sent)
+
+
+def test_an_allow_with_reasons_of_a_deny_is_refused(scripted: Scripted) -> None:
+    reason = {"code": "CONTRACT_CLOSED", "message": "closed"}
+    scripted.play(Canned(body={**ALLOW, "conditions": [], "reasons": [reason]}))
+    with AuthzClient(scripted.url, "k") as c, pytest.raises(ProtocolError):
+        c.explain("u1", "view", "C1")
+
+
+def test_a_cursor_handed_back_twice_ends_paging(scripted: Scripted) -> None:
+    scripted.play(
+        Canned(body={"accounts": [{"account_id": "A1", "name": "A"}], "next_cursor": "x"})
+    )
+    with AuthzClient(scripted.url, "k") as c, pytest.raises(ProtocolError, match="twice"):
+        list(c.iter_eligible_accounts("default"))
+    path = "/v1/sites/default/eligible-accounts"
+    assert [s.path for s in scripted.seen] == [path, f"{path}?cursor=x"]
