@@ -84,8 +84,9 @@ def _operation(path_args: set[str], spec: RouteSpec) -> dict[str, Any]:
             "description": str(status),
             **({"content": content} if content else {}),
         }
+    takes_input = spec.body is not None or spec.query is not None or bool(path_args)
     errors = {
-        400: spec.body is not None,
+        400: takes_input,
         401: spec.scopes is not None,
         403: bool(spec.scopes),
         413: spec.body is not None,
