@@ -45,6 +45,14 @@ class LogEntry:
     contract: Facts | None = None
 
 
+class LogObserver(Protocol):
+    """Told after each write cycle how many entries wait, and of each failed write."""
+
+    def backlog(self, entries: int) -> None: ...
+
+    def write_failed(self) -> None: ...
+
+
 class DecisionLog(Protocol):
     """Where decisions are recorded."""
 
@@ -100,6 +108,7 @@ class SqlDecisionLog:
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
+        self.observer: LogObserver | None = None
         self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
         self._thread.start()
 
@@ -146,6 +155,10 @@ class SqlDecisionLog:
                 self.flush()
             except Exception as exc:  # the store is down: keep buffering, try again
                 log.error("decision log write failed, %d entries kept: %s", self.backlog(), exc)
+                if self.observer is not None:
+                    self.observer.write_failed()
+            if self.observer is not None:
+                self.observer.backlog(self.backlog())
 
     def _write(self, entries: list[LogEntry]) -> None:
         with self.db.write() as session:

@@ -26,6 +26,7 @@ from authz.fixture_suite import (
     load_suite,
     suite_paths,
 )
+from authz.policy import Policy
 from authz.runtime import Runtime
 
 # --- the checker ---------------------------------------------------------------------------
@@ -226,8 +227,9 @@ class LibraryChecker:
 class LibraryTarget:
     """Builds each world in a fresh SQLite file, through the same sync and link paths."""
 
-    def __init__(self, policy_dir: Path, source: str = "aspire-prod") -> None:
-        self.policy_dir = policy_dir
+    def __init__(self, policy: Policy | Path, source: str = "aspire-prod") -> None:
+        """`policy`: the loaded policy to test, or a directory to load it from once."""
+        self.policy = policy if isinstance(policy, Policy) else Policy.load(policy)
         self.source = source
 
     @contextmanager
@@ -236,9 +238,8 @@ class LibraryTarget:
             settings = Settings(
                 database_url=f"sqlite:///{tmp}/world.sqlite3",
                 aspire_source=self.source,
-                policy_dir=self.policy_dir,
             )
-            rt = Runtime.open(settings, migrate=True)
+            rt = Runtime.open(settings, migrate=True, policy=self.policy)
             try:
                 build_world(rt, world)
                 yield LibraryChecker(rt)

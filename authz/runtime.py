@@ -42,12 +42,18 @@ class Runtime:
         self.close()
 
     @classmethod
-    def open(cls, settings: Settings, db: Database | None = None, migrate: bool = False) -> Runtime:
-        """Load the policy and connect to the store.
+    def open(
+        cls,
+        settings: Settings,
+        db: Database | None = None,
+        migrate: bool = False,
+        policy: Policy | None = None,
+    ) -> Runtime:
+        """Load the policy (unless given) and connect to the store.
 
         :raises PolicyLoadError: when the policy does not load; nothing is served then.
         """
-        policy = Policy.load(settings.policy_dir)
+        policy = policy or Policy.load(settings.policy_dir)
         db = db or Database.from_url(settings.database_url)
         if migrate:
             upgrade(db.engine)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import time
 import uuid
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -13,16 +16,18 @@ from flask import Flask, Response, g, request
 from authz.config import Settings
 from authz.errors import PolicyLoadError
 from authz.runtime import Runtime
-from service import errors
+from service import errors, metrics
 from service.api import Unauthorized, unauthorized_response
 from service.routes import aspire, audit, decisions, directory, lists, ops
 
 
 def _request_ids(app: Flask) -> None:
-    """Take the caller's X-Request-Id (or make one), log with it, and echo it back."""
+    """Take the caller's X-Request-Id (or make one), log with it, and echo it back; time
+    every answer by route."""
 
     @app.before_request
     def _take() -> None:
+        g.started = time.perf_counter()
         given = request.headers.get("X-Request-Id", "")
         ok = 0 < len(given) <= 128 and given.isprintable() and given.isascii()
         g.request_id = given if ok else uuid.uuid4().hex
@@ -30,7 +35,19 @@ def _request_ids(app: Flask) -> None:
     @app.after_request
     def _echo(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id") or uuid.uuid4().hex
+        started = g.get("started")
+        if started is not None:
+            route = request.url_rule.rule if request.url_rule else "unmatched"
+            metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
         return response
+
+
+def _settings() -> Settings:
+    """The environment's settings; under gunicorn, the policy is the copy that passed its
+    fixtures (see `authz.assurance.freeze`), not the files an operator may be editing."""
+    settings = Settings.from_env()
+    serving = os.environ.get("AUTHZ_SERVING_POLICY_DIR")
+    return replace(settings, policy_dir=Path(serving)) if serving else settings
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -43,15 +60,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config or {})
     rt = app.config.get("RUNTIME")
     if rt is None:
-        rt = Runtime.open(Settings.from_env())
+        rt = Runtime.open(_settings())
         atexit.register(rt.close)  # gunicorn's worker_exit closes it first on a graceful stop
     assured = os.environ.get("AUTHZ_ASSURED_POLICY_VERSION")
     if assured and assured != rt.policy.version:
         raise PolicyLoadError(
-            f"the policy files changed after their fixtures passed ({assured[:12]} checked, "
-            f"{rt.policy.version[:12]} loaded); restart to check the new version"
+            f"the policy loaded is not the one that passed its fixtures ({assured[:12]} "
+            f"checked, {rt.policy.version[:12]} loaded)"
         )
     app.extensions["authz"] = rt
+    rt.log.observer = metrics.LogMetrics()
     _request_ids(app)
     errors.register(app)
     app.register_error_handler(Unauthorized, unauthorized_response)

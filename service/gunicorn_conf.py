@@ -1,14 +1,31 @@
-"""gunicorn settings for the contract access service (`gunicorn -c service/gunicorn_conf.py`)."""
+"""gunicorn settings for the contract access service (`gunicorn -c service/gunicorn_conf.py`).
+
+A policy goes into service only after it loads and its fixtures pass, at start and on
+SIGHUP. The master checks it, then freezes a copy of the files that passed
+(`authz.assurance.freeze`) and points new workers at that copy. On SIGHUP gunicorn starts
+new workers and lets the old ones finish what is in flight, so no request is dropped; a
+policy that fails is refused, logged and counted (`authz_policy_refusals_total`), and the
+new workers load the last good copy again.
+"""
 
 import multiprocessing
 import os
+import shutil
+import tempfile
+
+# Every process writes its metric samples here; it must be set before prometheus_client is
+# imported anywhere. This file is read again on SIGHUP: keep the directory of the first read.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authz-metrics-")
+    os.environ["AUTHZ_OWN_METRICS_DIR"] = "1"
 
 bind = os.environ.get("AUTHZ_BIND", "127.0.0.1:8080")
 # Decisions are short and CPU-bound (Polar); one process per core, plus one to cover I/O waits.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
 worker_class = "sync"
+# A worker silent this long is killed and replaced: far above any answer (p99 is in ms).
 timeout = 30
-# On SIGTERM, finish what is in flight before stopping.
+# On SIGTERM and SIGHUP, old workers finish what is in flight before stopping.
 graceful_timeout = 30
 keepalive = 5
 accesslog = os.environ.get("AUTHZ_ACCESS_LOG") or None
@@ -18,7 +35,33 @@ loglevel = os.environ.get("AUTHZ_LOG_LEVEL", "info")
 
 def on_starting(server):
     """Serve only a policy that loads and passes its fixtures; otherwise do not start."""
-    from authz.assurance import assure
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    for name in os.listdir(metrics_dir):  # samples of an earlier run are not ours
+        if name.endswith(".db"):
+            os.remove(os.path.join(metrics_dir, name))
+    os.environ["AUTHZ_POLICY_COPIES"] = tempfile.mkdtemp(prefix="authz-policies-")
+    refusal = _put_policy_into_service(server)
+    if refusal is not None:
+        server.log.error("refusing to start: %s", refusal)
+        raise SystemExit(1)
+
+
+def on_reload(server):
+    """SIGHUP: check the policy files again; keep the last good policy if they fail."""
+    refusal = _put_policy_into_service(server)
+    if refusal is not None:
+        from service.metrics import POLICY_REFUSALS
+
+        POLICY_REFUSALS.inc()
+        serving = os.environ.get("AUTHZ_ASSURED_POLICY_VERSION", "")
+        server.log.error("policy refused on reload, still serving %s: %s", serving[:12], refusal)
+
+
+def _put_policy_into_service(server):
+    """Check and freeze the policy for the workers to come; the refusal's text, or None."""
+    from pathlib import Path
+
+    from authz.assurance import assure, freeze
     from authz.config import Settings
     from authz.errors import PolicyLoadError
 
@@ -26,11 +69,12 @@ def on_starting(server):
     try:
         policy = assure(settings.policy_dir, settings.aspire_source)
     except PolicyLoadError as exc:
-        server.log.error("refusing to start: %s", exc.detail)
-        raise SystemExit(1) from None
-    server.log.info("policy %s passed its fixtures", policy.version[:12])
-    # Workers load the files again: they must find this very version.
+        return exc.detail
+    copy = freeze(policy, Path(os.environ["AUTHZ_POLICY_COPIES"]))
+    os.environ["AUTHZ_SERVING_POLICY_DIR"] = str(copy)
     os.environ["AUTHZ_ASSURED_POLICY_VERSION"] = policy.version
+    server.log.info("policy %s passed its fixtures; new workers serve it", policy.version[:12])
+    return None
 
 
 def worker_exit(server, worker):
@@ -39,3 +83,16 @@ def worker_exit(server, worker):
     runtime = getattr(app, "extensions", {}).get("authz") if app is not None else None
     if runtime is not None:
         runtime.close()
+
+
+def child_exit(server, worker):
+    """A worker's live gauges (its decision log backlog) leave with it."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    shutil.rmtree(os.environ.get("AUTHZ_POLICY_COPIES", ""), ignore_errors=True)
+    if os.environ.get("AUTHZ_OWN_METRICS_DIR"):
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

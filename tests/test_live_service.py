@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,118 @@ def test_a_policy_failing_its_fixtures_stops_the_start(settings: Settings, tmp_p
     )
     assert done.returncode != 0
     assert "refusing to start" in done.stderr and "fixture" in done.stderr
+
+
+class Hammer(threading.Thread):
+    """Checks sent back to back until stopped; every answer that is not a 200 is kept."""
+
+    def __init__(self, url: str, key: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.key = url, key
+        self.stop = threading.Event()
+        self.answered = 0
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        s = requests.Session()
+        h = {"Authorization": f"Bearer {self.key}"}
+        body = {"user_id": "u1", "action": "view", "contract_id": "C1"}
+        while not self.stop.is_set():
+            try:
+                r = s.post(f"{self.url}/v1/check", json=body, headers=h, timeout=10)
+                if r.status_code != 200:
+                    self.failures.append(f"{r.status_code} {r.text[:200]}")
+                self.answered += 1
+            except requests.RequestException as exc:
+                self.failures.append(repr(exc))
+
+
+def _served_version(url: str, key: str) -> str:
+    got = requests.get(f"{url}/v1/policy", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+    return str(got.json()["policy_version"])
+
+
+def _wait_for_version(srv: Server, key: str, version: str, seconds: float = 60) -> bool:
+    """True once every answer for a while comes from `version` (old workers are gone)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if all(_served_version(srv.url, key) == version for _ in range(8)):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _refusals(url: str) -> float:
+    got = requests.get(f"{url}/metrics", timeout=5)
+    assert got.status_code == 200, got.text
+    text = got.text
+    lines = [x for x in text.splitlines() if x.startswith("authz_policy_refusals_total ")]
+    return float(lines[0].split()[1]) if lines else 0.0
+
+
+def test_sighup_serves_only_a_policy_that_passes_and_drops_no_request(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import shutil
+
+    from authz.policy import Policy
+
+    policy_dir = tmp_path / "p"
+    shutil.copytree(POLICIES, policy_dir)
+    polar = policy_dir / "contract_access.polar"
+    good = polar.read_text()
+    first = Policy.load(policy_dir).version
+    with Runtime.open(settings) as rt:
+        key = rt.keys.create("live", frozenset({"decide", "manage", "sync", "audit"}), T0)
+    srv = Server(settings.database_url)
+    srv.env["AUTHZ_POLICY_DIR"] = str(policy_dir)
+    srv.start()
+    hammer = Hammer(srv.url, key)
+    hammer.start()
+    try:
+        assert _served_version(srv.url, key) == first
+        # Compiles but breaks a rule: its fixtures fail; then one that does not compile.
+        for bad in (good.replace('party_role("Guarantor");', ""), good + "\nallow(;\n"):
+            refused = _refusals(srv.url)
+            polar.write_text(bad)
+            os.kill(srv.proc.pid, signal.SIGHUP)  # type: ignore[union-attr]
+            deadline = time.monotonic() + 60
+            while _refusals(srv.url) < refused + 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert _refusals(srv.url) == refused + 1
+            assert _served_version(srv.url, key) == first
+        # A change that passes (a comment is enough to make a new version) goes into service.
+        polar.write_text(good + "\n# reviewed again\n")
+        second = Policy.load(policy_dir).version
+        os.kill(srv.proc.pid, signal.SIGHUP)  # type: ignore[union-attr]
+        assert _wait_for_version(srv, key, second)
+        # Editing the files is not serving them: a worker that starts now loads the checked copy.
+        polar.write_text(good.replace('party_role("Guarantor");', ""))
+        os.kill(srv.proc.pid, signal.SIGTTIN)  # type: ignore[union-attr]  # one more worker
+        time.sleep(3)
+        assert all(_served_version(srv.url, key) == second for _ in range(12))
+    finally:
+        hammer.stop.set()
+        hammer.join(timeout=15)
+        srv.kill()
+    assert hammer.answered > 50
+    assert hammer.failures == []
+
+
+def test_metrics_sum_every_worker(settings: Settings, tmp_path: Path) -> None:
+    with Runtime.open(settings) as rt:
+        key = rt.keys.create("live", frozenset({"decide"}), T0)
+    srv = Server(settings.database_url)
+    srv.env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    srv.start()
+    try:
+        h = {"Authorization": f"Bearer {key}"}
+        body = {"user_id": "nobody", "action": "view", "contract_id": "C1"}
+        for _ in range(40):  # sync workers close each connection: the workers share them
+            r = requests.post(f"{srv.url}/v1/check", json=body, headers=h, timeout=5)
+            assert r.status_code == 200
+        text = requests.get(f"{srv.url}/metrics", timeout=5).text
+    finally:
+        srv.kill()
+    line = 'authz_decisions_total{action="view",allowed="false",endpoint="check"} '
+    assert [x for x in text.splitlines() if x.startswith(line)] == [line + "40.0"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from authz.errors import Unavailable
+from service import metrics as m
 from service import schemas as s
 from service.api import RouteSpec, answer, route, runtime
 from service.openapi import document
@@ -34,7 +35,7 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(m.exposition(runtime()), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/openapi.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -130,3 +131,35 @@ def test_a_failed_write_keeps_the_entries(logged: Runtime, monkeypatch: pytest.M
     monkeypatch.undo()
     logged.log.flush()
     assert logged.log.backlog() == 0 and len(audit.read(logged.db)) == 5
+
+
+class Watcher:
+    def __init__(self) -> None:
+        self.backlogs: list[int] = []
+        self.failures = 0
+
+    def backlog(self, entries: int) -> None:
+        self.backlogs.append(entries)
+
+    def write_failed(self) -> None:
+        self.failures += 1
+
+
+def test_the_writer_reports_its_backlog_and_failed_writes(
+    logged: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(entries: object) -> None:
+        raise RuntimeError("store down")
+
+    watcher = Watcher()
+    logged.log.observer = watcher
+    monkeypatch.setattr(logged.log, "_write", down)
+    logged.decider.check(CheckRequest("u1", "view", "C1"))
+    deadline = time.monotonic() + 10
+    while watcher.failures < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert watcher.failures >= 2 and watcher.backlogs[-1] == 1
+    monkeypatch.undo()
+    while watcher.backlogs[-1] != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert watcher.backlogs[-1] == 0 and len(audit.read(logged.db)) == 5

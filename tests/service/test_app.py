@@ -12,6 +12,7 @@ from authz.enums import Action
 from authz.errors import PolicyLoadError
 from authz.runtime import Runtime
 from service import create_app
+from tests.conftest import World, contract
 
 
 def test_factory_uses_the_given_runtime(rt: Runtime) -> None:
@@ -118,3 +119,30 @@ def test_request_ids_are_echoed_or_made(client: FlaskClient, auth: dict) -> None
     assert hostile.headers["X-Request-Id"] != "x" * 500
     problem = client.post("/v1/check", json={}, headers={**auth, "X-Request-Id": "r-9"})
     assert problem.status_code == 400 and problem.headers["X-Request-Id"] == "r-9"
+
+
+def _samples(client: FlaskClient) -> dict[str, float]:
+    r = client.get("/metrics")
+    assert r.status_code == 200
+    pairs = (x.rsplit(" ", 1) for x in r.text.splitlines() if x and not x.startswith("#"))
+    return {name: float(value) for name, value in pairs}
+
+
+def test_metrics_time_answers_by_route_and_read_the_store(
+    client: FlaskClient, auth: dict, world: World
+) -> None:
+    count = 'authz_request_duration_seconds_count{route="/v1/check"}'
+    before = _samples(client).get(count, 0.0)
+    world.site("default")
+    world.sync([contract("C1", "A1:Customer")])
+    body = {"user_id": "u", "action": "view", "contract_id": "C1"}
+    client.post("/v1/check", json=body, headers=auth)
+    client.post("/v1/check", json=body, headers=auth)
+    seen = _samples(client)
+    assert seen[count] == before + 2
+    assert seen['authz_request_duration_seconds_bucket{le="1.0",route="/v1/check"}'] == before + 2
+    status = client.get("/v1/aspire/status", headers=auth).json
+    assert seen["authz_data_version"] == status["data_version"]
+    assert seen["authz_replica_age_seconds"] >= 0
+    assert seen["authz_store_up"] == 1
+    assert any(k.startswith("authz_policy_info{") for k in seen)
