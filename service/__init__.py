@@ -16,7 +16,7 @@ from flask import Flask, Response, g, request
 from authz.config import Settings
 from authz.errors import PolicyLoadError
 from authz.runtime import Runtime
-from service import errors, metrics
+from service import errors, logs, metrics
 from service.api import Unauthorized, unauthorized_response
 from service.routes import aspire, audit, decisions, directory, lists, ops
 
@@ -71,6 +71,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["authz"] = rt
     rt.log.observer = metrics.LogMetrics()
     _request_ids(app)
+    logs.log_requests(app)
     errors.register(app)
     app.register_error_handler(Unauthorized, unauthorized_response)
     for area in (ops, decisions, lists, directory, aspire, audit):

@@ -19,6 +19,9 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authz-metrics-")
     os.environ["AUTHZ_OWN_METRICS_DIR"] = "1"
 
+# Imported after PROMETHEUS_MULTIPROC_DIR is set: the service package imports prometheus_client.
+from service import logs as _logs
+
 bind = os.environ.get("AUTHZ_BIND", "127.0.0.1:8080")
 # Decisions are short and CPU-bound (Polar); one process per core, plus one to cover I/O waits.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
@@ -28,9 +31,10 @@ timeout = 30
 # On SIGTERM and SIGHUP, old workers finish what is in flight before stopping.
 graceful_timeout = 30
 keepalive = 5
-accesslog = os.environ.get("AUTHZ_ACCESS_LOG") or None
-errorlog = "-"
 loglevel = os.environ.get("AUTHZ_LOG_LEVEL", "info")
+# JSON lines on stderr for gunicorn and the service alike; AUTHZ_ACCESS_LOG=1 adds one line
+# per answer (method, route, status, duration, caller, request id).
+logconfig_dict = _logs.config(loglevel, access_log=bool(os.environ.get("AUTHZ_ACCESS_LOG")))
 
 
 def on_starting(server):

@@ -36,8 +36,10 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "DATABASE_URL": database_url, "WEB_CONCURRENCY": "2"}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log: Path | None = None  # where stderr goes, when kept
 
     def start(self) -> None:
+        stderr = self.log.open("ab") if self.log else None
         self.proc = subprocess.Popen(
             [
                 str(BIN / "gunicorn"),
@@ -51,8 +53,10 @@ class Server:
             env=self.env,
             start_new_session=True,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr or subprocess.DEVNULL,
         )
+        if stderr is not None:
+            stderr.close()  # the child has its own copy
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -263,3 +267,27 @@ def test_metrics_sum_every_worker(settings: Settings, tmp_path: Path) -> None:
         srv.kill()
     line = 'authz_decisions_total{action="view",allowed="false",endpoint="check"} '
     assert [x for x in text.splitlines() if x.startswith(line)] == [line + "40.0"]
+
+
+def test_logs_are_json_lines_carrying_the_request_id(settings: Settings, tmp_path: Path) -> None:
+    import json
+
+    with Runtime.open(settings) as rt:
+        key = rt.keys.create("portal-web", frozenset({"decide"}), T0)
+    srv = Server(settings.database_url)
+    srv.env["AUTHZ_ACCESS_LOG"] = "1"
+    srv.log = tmp_path / "stderr.log"
+    srv.start()
+    try:
+        h = {"Authorization": f"Bearer {key}", "X-Request-Id": "ticket-4711"}
+        body = {"user_id": "u", "action": "view", "contract_id": "C1"}
+        assert requests.post(f"{srv.url}/v1/check", json=body, headers=h).status_code == 200
+        time.sleep(0.5)
+    finally:
+        srv.kill()
+    lines = [json.loads(x) for x in srv.log.read_text().splitlines() if x.strip()]
+    assert all({"time", "level", "name", "message"} <= set(x) for x in lines)
+    assert any("passed its fixtures" in x["message"] for x in lines)  # gunicorn's master
+    [line] = [x for x in lines if x.get("request_id") == "ticket-4711"]
+    assert line["name"] == "authz.access" and line["route"] == "/v1/check"
+    assert line["status"] == 200 and line["caller"] == "portal-web" and line["duration_ms"] > 0
