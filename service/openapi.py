@@ -90,6 +90,7 @@ def _operation(path_args: set[str], spec: RouteSpec) -> dict[str, Any]:
         401: spec.scopes is not None,
         403: bool(spec.scopes),
         413: spec.body is not None,
+        415: spec.body is not None,
         503: spec.scopes is not None,
     }
     for status, applies in errors.items():
