@@ -22,6 +22,8 @@ class Settings:
     sync_interval_seconds: int = 300
     policy_dir: Path = ROOT / "policies"
     retention_days: int = 400
+    # A decision or list read running longer than this answers 503 instead of hanging.
+    read_timeout_ms: int = 2000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -36,4 +38,5 @@ class Settings:
             ),
             policy_dir=Path(env.get("AUTHZ_POLICY_DIR") or base.policy_dir),
             retention_days=int(env.get("AUTHZ_DECISION_RETENTION_DAYS") or base.retention_days),
+            read_timeout_ms=int(env.get("AUTHZ_READ_TIMEOUT_MS") or base.read_timeout_ms),
         )

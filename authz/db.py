@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +17,12 @@ from sqlalchemy.orm import Session
 from authz.errors import Unavailable
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine with the settings this service needs for durability and concurrency."""
+def make_engine(url: str, statement_timeout_ms: int | None = None, **kwargs: Any) -> Engine:
+    """Create an engine with the settings this service needs for durability and concurrency.
+
+    `statement_timeout_ms` (PostgreSQL) cancels any statement running longer; SQLite engines
+    get the same through `Database` (see `_sqlite_deadlines`).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, **kwargs)
@@ -33,6 +38,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # (measured: 15 ms became 150-250 ms). Plan each run for its own values.
         with dbapi_conn.cursor() as cursor:
             cursor.execute("SET plan_cache_mode = force_custom_plan")
+            if statement_timeout_ms is not None:
+                cursor.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
         dbapi_conn.commit()
 
     return engine
@@ -64,10 +71,30 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+def _sqlite_deadlines(engine: Engine) -> None:
+    """Statements run with the `read_timeout_ms` execution option are interrupted past it.
+
+    SQLite has no statement timeout; its progress handler is called every 1,000 virtual
+    machine steps, also while rows are fetched, and a true answer interrupts the statement.
+    Every statement sets or clears it, so a writer never inherits a reader's deadline.
+    """
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _deadline(conn: Any, _cursor: Any, _stmt: Any, _params: Any, _ctx: Any, _many: Any) -> None:
+        dbapi_conn = conn.connection.dbapi_connection
+        limit = conn.get_execution_options().get("read_timeout_ms")
+        if limit is None:
+            dbapi_conn.set_progress_handler(None, 0)
+            return
+        deadline = time.monotonic() + limit / 1000
+        dbapi_conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+
+
 class Database:
     """Sessions for reading and writing; store failures become `Unavailable`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, read_timeout_ms: int | None = None) -> None:
+        """`read_timeout_ms`: reads running longer fail (as `Unavailable`), never hang."""
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._writer = engine.execution_options(sqlite_immediate=True)
@@ -75,14 +102,16 @@ class Database:
         # (SQLite's WAL read transactions are snapshots already). A pool of its own whose
         # connections start in REPEATABLE READ: setting the level on each checkout and
         # resetting it on return cost two more round trips per request.
-        self._reader = (
-            engine
-            if self.is_sqlite
-            else make_engine(
+        self._reader: Engine
+        if self.is_sqlite:
+            _sqlite_deadlines(engine)
+            self._reader = engine.execution_options(read_timeout_ms=read_timeout_ms)
+        else:
+            self._reader = make_engine(
                 engine.url.render_as_string(hide_password=False),
+                statement_timeout_ms=read_timeout_ms,
                 isolation_level="REPEATABLE READ",
             )
-        )
 
     @property
     def read_engine(self) -> Engine:
@@ -90,8 +119,8 @@ class Database:
         return self._reader
 
     @classmethod
-    def from_url(cls, url: str) -> Database:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, read_timeout_ms: int | None = None) -> Database:
+        return cls(make_engine(url), read_timeout_ms)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

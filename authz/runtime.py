@@ -54,7 +54,7 @@ class Runtime:
         :raises PolicyLoadError: when the policy does not load; nothing is served then.
         """
         policy = policy or Policy.load(settings.policy_dir)
-        db = db or Database.from_url(settings.database_url)
+        db = db or Database.from_url(settings.database_url, settings.read_timeout_ms)
         if migrate:
             upgrade(db.engine)
         log = SqlDecisionLog(db, policy)

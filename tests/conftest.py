@@ -88,7 +88,9 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def rt(settings: Settings) -> Iterator[Runtime]:
-    runtime = Runtime.open(settings, Database.from_url(settings.database_url))
+    runtime = Runtime.open(
+        settings, Database.from_url(settings.database_url, settings.read_timeout_ms)
+    )
     yield runtime
     runtime.close()
 

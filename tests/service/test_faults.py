@@ -3,16 +3,21 @@ recovers by itself when the fault ends."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pytest
 from flask.testing import FlaskClient
 from polar.exceptions import PolarRuntimeError
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
+from authz import db as db_module
+from authz.config import Settings
 from authz.runtime import Runtime
+from service import create_app
 from tests.conftest import World, contract
 
 BODY = {"user_id": "u1", "action": "view", "contract_id": "C1"}
@@ -86,3 +91,92 @@ def test_the_lists_fail_closed_too(
         c["contract_id"]
         for c in client.get("/v1/users/u1/contracts", headers=auth).json["contracts"]
     ] == ["C1"]
+
+
+@pytest.fixture
+def slow_reads(settings: Settings) -> Iterator[Runtime]:
+    """A runtime whose reads give up after 300 ms."""
+    runtime = Runtime.open(replace(settings, read_timeout_ms=300))
+    yield runtime
+    runtime.close()
+
+
+def test_a_read_past_its_timeout_is_a_503_then_recovers(
+    slow_reads: Runtime, auth: dict, allowed_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = create_app({"RUNTIME": slow_reads, "TESTING": True}).test_client()
+    page = {"user_id": "u1"}
+    assert client.post("/v1/check", json=BODY, headers=auth).json["allowed"] is True
+    if slow_reads.db.is_sqlite:
+        # Every look at the clock while a statement runs finds it 1 s later; the world is
+        # big enough for SQLite to look (every 1,000 steps of its virtual machine).
+        allowed_world.sync([contract(f"F{i:05d}", "A1:Customer") for i in range(3000)])
+        clock = iter(range(10**9))
+        monkeypatch.setattr(db_module.time, "monotonic", lambda: float(next(clock)))
+        hold = None
+    else:
+        # A migration holding a lock on the contracts: reads wait, then time out.
+        hold = slow_reads.db.engine.connect()
+        hold.begin()
+        hold.execute(text("LOCK TABLE contracts IN ACCESS EXCLUSIVE MODE"))
+    try:
+        started = time.monotonic() if hold is not None else 0.0
+        r = client.get(f"/v1/users/{page['user_id']}/contracts", headers=auth)
+        assert r.status_code == 503 and "contracts" not in r.json
+        if hold is not None:  # SQLite: a check's few index lookups never run long
+            c = client.post("/v1/check", json=BODY, headers=auth)
+            assert c.status_code == 503 and "allowed" not in c.json
+            assert time.monotonic() - started < 5  # gave up; did not wait for the lock
+    finally:
+        monkeypatch.undo()
+        if hold is not None:
+            hold.rollback()
+            hold.close()
+    assert client.post("/v1/check", json=BODY, headers=auth).json["allowed"] is True
+    assert client.get("/v1/users/u1/contracts", headers=auth).status_code == 200
+
+
+MALFORMED = {
+    "role type in another case": "UPDATE contract_parties SET role_type = 'customer'",
+    "an empty label, not none": "UPDATE contracts SET private_label = ''",
+    "a contract of another source": "UPDATE contracts SET source = 'aspire-test'",
+    "a label with a trailing blank": "UPDATE contracts SET private_label = 'PL '",
+}
+
+
+@pytest.mark.parametrize("fault", MALFORMED)
+def test_a_malformed_replica_row_is_a_deny_never_an_error_or_allow(
+    client: FlaskClient, auth: dict, rt: Runtime, allowed_world: World, fault: str
+) -> None:
+    _malformed_row_is_denied(client, auth, rt, MALFORMED[fault])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_label_of_another_type_is_a_deny(
+    client: FlaskClient, auth: dict, rt: Runtime, allowed_world: World
+) -> None:
+    # SQLite stores what it is given whatever the column's type; PostgreSQL would refuse it.
+    _malformed_row_is_denied(client, auth, rt, "UPDATE contracts SET private_label = 42")
+
+
+def _malformed_row_is_denied(client: FlaskClient, auth: dict, rt: Runtime, fault: str) -> None:
+    assert client.post("/v1/check", json=BODY, headers=auth).json["allowed"] is True
+    with rt.db.engine.begin() as conn:
+        snapshot = conn.execute(text("SELECT * FROM contracts")).all()
+        conn.execute(text(fault))
+    check = client.post("/v1/check", json=BODY, headers=auth)
+    assert check.status_code == 200 and check.json["allowed"] is False
+    batch = client.post("/v1/check/batch", json={"checks": [BODY]}, headers=auth)
+    assert batch.status_code == 200 and batch.json["results"][0]["allowed"] is False
+    explain = client.post("/v1/explain", json=BODY, headers=auth)
+    assert explain.status_code == 200 and explain.json["allowed"] is False
+    assert explain.json["reasons"]
+    listed = client.get("/v1/users/u1/contracts", headers=auth)
+    assert listed.status_code == 200 and listed.json["contracts"] == []
+    with rt.db.engine.begin() as conn:  # the next sync repairs the row
+        conn.execute(text("UPDATE contract_parties SET role_type = 'Customer'"))
+        conn.execute(
+            text("UPDATE contracts SET private_label = :l, source = :s"),
+            {"l": snapshot[0].private_label, "s": snapshot[0].source},
+        )
+    assert client.post("/v1/check", json=BODY, headers=auth).json["allowed"] is True
