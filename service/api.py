@@ -9,17 +9,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Response, current_app, g, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from authz.enums import Scope
 from authz.errors import AuthzError, FieldError, InvalidInput
 from authz.keys import Caller
 from authz.runtime import Runtime
+from service import schemas as s
 from service.errors import invalid, problem
 
 SMALL_BODY = 64 * 1024
 JSON = "application/json"
+PATH_ID: TypeAdapter[str] = TypeAdapter(s.Id)
 
 
 @dataclass(frozen=True)
@@ -159,12 +161,13 @@ def _authenticate(scopes: tuple[Scope, ...]) -> Caller:
 
 
 def _check_path_ids(path: dict[str, str]) -> None:
+    """Path ids follow the same rule as ids in a body (undecodable bytes arrive as U+FFFD)."""
     errors = []
     for name, value in path.items():
-        if not value or len(value) > 128 or not value.isprintable() or value != value.strip():
-            errors.append(
-                FieldError(name, "must be 1 to 128 printable characters, no blanks around")
-            )
+        try:
+            PATH_ID.validate_python(value)
+        except ValidationError:
+            errors.append(FieldError(name, f"must be {s.ID_RULE}"))
     if errors:
         raise InvalidInput("invalid id in the path", errors)
 

@@ -35,7 +35,8 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
         path = ""
         for part in err["loc"]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        out.append(FieldError(path or "body", err["msg"]))
+        # A rule of ours raises ValueError; pydantic prefixes its message with "Value error, ".
+        out.append(FieldError(path or "body", err["msg"].removeprefix("Value error, ")))
     return out
 
 
