@@ -11,7 +11,7 @@ from typing import Any
 from authz.audit import DecisionLog, LogEntry
 from authz.config import Settings
 from authz.db import Database
-from authz.errors import InvalidInput
+from authz.errors import InvalidInput, require_version
 from authz.explain import ExplainContext, detail
 from authz.facts import (
     contract_facts,
@@ -107,27 +107,34 @@ class Decider:
                 f"unknown action; valid actions are: {self.policy.valid_actions}", errors
             )
 
-    def check(self, request: CheckRequest, caller: str = LIBRARY) -> Decision:
-        """One decision.
+    def check(
+        self, request: CheckRequest, caller: str = LIBRARY, min_data_version: int | None = None
+    ) -> Decision:
+        """One decision, from data at `min_data_version` or newer when given.
 
         :raises InvalidInput: for an action the policy does not declare.
-        :raises Unavailable: when the store cannot answer.
+        :raises Unavailable: when the store cannot answer (`NotYetCurrent`: not that new).
         """
-        return self.check_batch([request], caller, kind="check")[0]
+        return self.check_batch([request], caller, "check", min_data_version)[0]
 
     def check_batch(
-        self, requests: Sequence[CheckRequest], caller: str = LIBRARY, kind: str = "batch"
+        self,
+        requests: Sequence[CheckRequest],
+        caller: str = LIBRARY,
+        kind: str = "batch",
+        min_data_version: int | None = None,
     ) -> list[Decision]:
         """Decisions in order; facts are read once for all the items, in four queries.
 
         :raises InvalidInput: for an action the policy does not declare (naming the item).
-        :raises Unavailable: when the store cannot answer.
+        :raises Unavailable: when the store cannot answer (`NotYetCurrent`: not that new).
         """
         self.validate(requests, "checks[{i}]." if len(requests) > 1 else "")
         user_ids = {r.user_id for r in requests}
         contract_ids = {r.contract_id for r in requests}
         with self.db.read() as session:
             version = read_freshness(session).data_version
+            require_version(version, min_data_version)
             users = load_users(session, user_ids)
             contracts = load_contracts(session, contract_ids)
             roles = load_roles(session, user_ids, contract_ids)
@@ -146,16 +153,19 @@ class Decider:
             self.log.record(entries)
         return decisions
 
-    def explain(self, request: CheckRequest, caller: str = LIBRARY) -> Explanation:
+    def explain(
+        self, request: CheckRequest, caller: str = LIBRARY, min_data_version: int | None = None
+    ) -> Explanation:
         """The decision with every applicable named condition and the reasons for a deny.
 
         :raises InvalidInput: for an action the policy does not declare.
-        :raises Unavailable: when the store cannot answer.
+        :raises Unavailable: when the store cannot answer (`NotYetCurrent`: not that new).
         """
         self.validate([request])
         r = request
         with self.db.read() as session:
             freshness = read_freshness(session)
+            require_version(freshness.data_version, min_data_version)
             user = load_users(session, [r.user_id]).get(r.user_id)
             contract = load_contracts(session, [r.contract_id]).get(r.contract_id)
             held = load_roles(session, [r.user_id], [r.contract_id]).get((r.user_id, r.contract_id))

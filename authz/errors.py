@@ -68,6 +68,26 @@ class Unavailable(AuthzError):
     title = "Service unavailable"
 
 
+class NotYetCurrent(Unavailable):
+    """The caller asked for data at least as new as a version the store has not reached."""
+
+    code = "DATA_VERSION_NOT_REACHED"
+
+    def __init__(self, wanted: int, held: int) -> None:
+        super().__init__(
+            f"the caller needs data_version {wanted} or later; this service holds {held}. "
+            "Retry shortly; an older answer is never given"
+        )
+        self.wanted = wanted
+        self.held = held
+
+
+def require_version(held: int, wanted: int | None) -> None:
+    """:raises NotYetCurrent: when `held` is older than `wanted`."""
+    if wanted is not None and held < wanted:
+        raise NotYetCurrent(wanted, held)
+
+
 class PolicyLoadError(AuthzError):
     """The policy files could not be read or compiled; such a policy is never put in service."""
 

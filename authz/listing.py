@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from authz.config import Settings
 from authz.db import Database
 from authz.enums import ContractState
-from authz.errors import FieldError, InvalidInput, NotFound
+from authz.errors import FieldError, InvalidInput, NotFound, require_version
 from authz.facts import USER_COLUMNS, UserRecord, user_facts
 from authz.models import (
     Account,
@@ -45,12 +45,14 @@ from authz.models import (
     Contract,
     ContractParty,
     RoleType,
+    ServiceState,
     Site,
     User,
     UserAccount,
 )
 from authz.policy import Policy
 from authz.search import query_term
+from authz.state import read_freshness
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 100
@@ -63,16 +65,20 @@ SEP = "\x1f"  # joins role types in one string; ASPIRE ids hold no control chara
 Shape = tuple[str, str, str]  # (state, role type, label kind)
 
 
-# A user with their site, linked accounts and every role type known: built once.
+# The data version, then the user with their site, linked accounts and every role type
+# known (no user: one row of NULLs after the version). Built once.
 USER_CONTEXT = (
     select(
+        ServiceState.data_version,
         *USER_COLUMNS,
         UserAccount.account_id,
         select(func.aggregate_strings(RoleType.role_type, SEP)).scalar_subquery(),
     )
-    .join(Site, Site.site_id == User.site_id)
+    .select_from(ServiceState)
+    .outerjoin(User, User.user_id == bindparam("user_id"))
+    .outerjoin(Site, Site.site_id == User.site_id)
     .outerjoin(UserAccount, UserAccount.user_id == User.user_id)
-    .where(User.user_id == bindparam("user_id"))
+    .where(ServiceState.id == 1)
 )
 
 
@@ -149,10 +155,12 @@ class Lister:
         state: str | None = None,
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
+        min_data_version: int | None = None,
     ) -> Page[ListedContract]:
         """The contracts `user_id` may do `action` on, by contract id; a user not found has none.
 
         :raises InvalidInput: for an unknown action or state, a bad limit or cursor.
+        :raises NotYetCurrent: when the store is older than `min_data_version`.
         """
         limit = clamp(limit)
         self._check_action(action)
@@ -161,7 +169,7 @@ class Lister:
         scope = f"contracts|{user_id}|{action}|{state}"
         after = decode_cursor(cursor, scope)
         with self.db.snapshot() as conn:
-            found = self._user_accounts_roles(conn, user_id)
+            found = self._user_accounts_roles(conn, user_id, min_data_version)
             if found is None:
                 return Page([], None)
             user, accounts, roles = found
@@ -173,16 +181,20 @@ class Lister:
         )
 
     def _user_accounts_roles(
-        self, conn: Connection, user_id: str
+        self, conn: Connection, user_id: str, min_data_version: int | None
     ) -> tuple[UserRecord, list[str], tuple[str, ...]] | None:
         """The user with their site, their linked accounts and every role type known, in one
-        round trip (a list's latency is mostly round trips)."""
+        round trip (a list's latency is mostly round trips).
+
+        :raises NotYetCurrent: when the store is older than `min_data_version`.
+        """
         rows = conn.execute(USER_CONTEXT, {"user_id": user_id}).all()
-        if not rows:
+        require_version(rows[0][0], min_data_version)
+        if rows[0][1] is None:
             return None
-        user = UserRecord(*rows[0][:6])
-        accounts = sorted(r[6] for r in rows if r[6] is not None)
-        roles = tuple(sorted(set((rows[0][7] or "").split(SEP)) - {""}))
+        user = UserRecord(*rows[0][1:7])
+        accounts = sorted(r[7] for r in rows if r[7] is not None)
+        roles = tuple(sorted(set((rows[0][8] or "").split(SEP)) - {""}))
         return user, accounts, roles
 
     def eligible_accounts(
@@ -191,17 +203,21 @@ class Lister:
         q: str | None = None,
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
+        min_data_version: int | None = None,
     ) -> Page[ListedAccount]:
         """The accounts a link to a user of `site_id` would accept, by account id.
 
         :raises NotFound: `SITE_NOT_FOUND`.
         :raises InvalidInput: for a bad limit or cursor.
+        :raises NotYetCurrent: when the store is older than `min_data_version`.
         """
         limit = clamp(limit)
         term = query_term(q) if q else ""
         scope = f"accounts|{site_id}|{term}"
         after = decode_cursor(cursor, scope)
         with self.db.read() as session:
+            if min_data_version is not None:
+                require_version(read_freshness(session).data_version, min_data_version)
             site = session.get(Site, site_id)
             if site is None:
                 raise NotFound(f"no site '{site_id}'", "SITE_NOT_FOUND")
