@@ -56,7 +56,10 @@ def register(app: Flask) -> None:
         extra: dict[str, Any] = dict(exc.extra)
         if isinstance(exc, InvalidInput):
             extra["errors"] = [{"field": e.field, "message": e.message} for e in exc.errors]
-        return problem(exc.status, exc.title, exc.detail, exc.code, **extra)
+        response = problem(exc.status, exc.title, exc.detail, exc.code, **extra)
+        if exc.status == 503:  # the store or a version is expected back shortly
+            response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

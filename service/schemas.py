@@ -80,7 +80,20 @@ class Out(BaseModel):
 # Decisions ---------------------------------------------------------------------------------
 
 
-class CheckIn(In):
+MinDataVersion = Annotated[
+    int | None,
+    Field(
+        ge=0,
+        le=2**62,
+        description=(
+            "a consistency token: the data_version a write answered. The answer comes from data"
+            " at least this new, or is a 503 DATA_VERSION_NOT_REACHED, never older"
+        ),
+    ),
+]
+
+
+class CheckFields(In):
     user_id: Id
     # The policy's action list is authoritative; the enum documents it (a test keeps them equal).
     action: Annotated[str, Field(json_schema_extra={"enum": [a.value for a in Action]})]
@@ -88,7 +101,11 @@ class CheckIn(In):
     site_id: Id | None = None
 
 
-class BatchItemIn(CheckIn):
+class CheckIn(CheckFields):
+    min_data_version: MinDataVersion = None
+
+
+class BatchItemIn(CheckFields):
     correlation_id: (
         Annotated[str, StringConstraints(max_length=256), AfterValidator(no_control)] | None
     ) = None
@@ -96,6 +113,7 @@ class BatchItemIn(CheckIn):
 
 class CheckBatchIn(In):
     checks: Annotated[list[BatchItemIn], Field(min_length=1, max_length=MAX_BATCH)]
+    min_data_version: MinDataVersion = None
 
 
 class CheckOut(Out):
@@ -143,10 +161,12 @@ class Query(BaseModel):
 class ContractsQuery(Query):
     action: Annotated[str, Field(json_schema_extra={"enum": [a.value for a in Action]})] = "view"
     state: Literal["active", "closed"] | None = None
+    min_data_version: MinDataVersion = None
 
 
 class AccountsQuery(Query):
     q: Annotated[str, StringConstraints(max_length=128), AfterValidator(no_control)] | None = None
+    min_data_version: MinDataVersion = None
 
 
 class ListedContractOut(Out):

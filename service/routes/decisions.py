@@ -34,7 +34,7 @@ def _fields(d: Decision) -> dict[str, object]:
     )
 )
 def check(body: s.CheckIn) -> Response:
-    decision = runtime().decider.check(_request(body), caller().name)
+    decision = runtime().decider.check(_request(body), caller().name, body.min_data_version)
     metrics.count("check", [decision])
     return answer(s.CheckOut(**_fields(decision)))
 
@@ -54,7 +54,9 @@ def check_batch(body: s.CheckBatchIn) -> Response:
         CheckRequest(c.user_id, c.action, c.contract_id, c.site_id, c.correlation_id)
         for c in body.checks
     ]
-    decisions = runtime().decider.check_batch(requests, caller().name)
+    decisions = runtime().decider.check_batch(
+        requests, caller().name, "batch", body.min_data_version
+    )
     metrics.count("batch", decisions)
     results = [
         s.BatchItemOut(**_fields(d), correlation_id=d.request.correlation_id) for d in decisions
@@ -72,7 +74,7 @@ def check_batch(body: s.CheckBatchIn) -> Response:
     )
 )
 def explain(body: s.CheckIn) -> Response:
-    e = runtime().decider.explain(_request(body), caller().name)
+    e = runtime().decider.explain(_request(body), caller().name, body.min_data_version)
     metrics.count("explain", [e.decision])
     return answer(
         s.ExplainOut(

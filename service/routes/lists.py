@@ -22,7 +22,9 @@ DECIDE = (Scope.DECIDE,)
     )
 )
 def user_contracts(user_id: str, query: s.ContractsQuery) -> Response:
-    page = runtime().lister.contracts(user_id, query.action, query.state, query.limit, query.cursor)
+    page = runtime().lister.contracts(
+        user_id, query.action, query.state, query.limit, query.cursor, query.min_data_version
+    )
     return answer(
         s.ContractsOut(
             contracts=[
@@ -49,7 +51,9 @@ def user_contracts(user_id: str, query: s.ContractsQuery) -> Response:
     )
 )
 def eligible_accounts(site_id: str, query: s.AccountsQuery) -> Response:
-    page = runtime().lister.eligible_accounts(site_id, query.q, query.limit, query.cursor)
+    page = runtime().lister.eligible_accounts(
+        site_id, query.q, query.limit, query.cursor, query.min_data_version
+    )
     return answer(
         s.AccountsOut(
             accounts=[s.ListedAccountOut(account_id=a.account_id, name=a.name) for a in page.items],

@@ -203,3 +203,52 @@ def test_explanations_name_the_facts_support_needs(
     ).json
     assert [x["code"] for x in missing["reasons"]] == ["CONTRACT_NOT_FOUND"]
     assert "may not have arrived yet" in missing["reasons"][0]["message"]
+
+
+def test_the_data_version_a_link_answers_is_a_consistency_token(
+    client: FlaskClient, auth: dict, seeded: World
+) -> None:
+    seeded.sync([contract("C9", "A9:Customer")])
+    linked = client.post("/v1/users/u1/accounts", json={"account_id": "A9"}, headers=auth)
+    token = linked.json["data_version"]
+    body = {"user_id": "u1", "action": "view", "contract_id": "C9", "min_data_version": token}
+    assert client.post("/v1/check", json=body, headers=auth).json["allowed"] is True
+    assert client.post("/v1/explain", json=body, headers=auth).json["allowed"] is True
+    listed = client.get(f"/v1/users/u1/contracts?min_data_version={token}", headers=auth)
+    assert "C9" in [c["contract_id"] for c in listed.json["contracts"]]
+    unlinked = client.delete("/v1/users/u1/accounts/A9", headers=auth)
+    after = int(unlinked.headers["X-Data-Version"])
+    body["min_data_version"] = after
+    assert client.post("/v1/check", json=body, headers=auth).json["allowed"] is False
+
+
+def test_a_version_not_reached_is_a_503_never_an_older_answer(
+    client: FlaskClient, auth: dict, seeded: World
+) -> None:
+    held = seeded.rt.replica.status().freshness.data_version
+    check = {"user_id": "u1", "action": "view", "contract_id": "C1"}
+    eligible = f"/v1/sites/default/eligible-accounts?min_data_version={held + 1}"
+    asks = [
+        client.post("/v1/check", json={**check, "min_data_version": held + 1}, headers=auth),
+        client.post(
+            "/v1/check/batch", json={"checks": [check], "min_data_version": held + 1}, headers=auth
+        ),
+        client.post("/v1/explain", json={**check, "min_data_version": held + 1}, headers=auth),
+        client.get(f"/v1/users/u1/contracts?min_data_version={held + 1}", headers=auth),
+        client.get(eligible, headers=auth),
+    ]
+    for r in asks:
+        assert r.status_code == 503 and r.json["code"] == "DATA_VERSION_NOT_REACHED"
+        assert r.headers["Retry-After"] == "1"
+        assert not {"allowed", "results", "contracts", "accounts"} & set(r.json)
+    ok = client.post("/v1/check", json={**check, "min_data_version": held}, headers=auth)
+    assert ok.status_code == 200 and ok.json["allowed"] is True
+
+
+@pytest.mark.parametrize("token", ["5", -1, 1.5, True, 2**63])
+def test_a_malformed_consistency_token_is_a_400(
+    client: FlaskClient, auth: dict, token: object
+) -> None:
+    body = {"user_id": "u1", "action": "view", "contract_id": "C1", "min_data_version": token}
+    r = client.post("/v1/check", json=body, headers=auth)
+    assert r.status_code == 400 and r.json["errors"][0]["field"] == "min_data_version"
