@@ -19,7 +19,7 @@ from authz.config import ROOT, Settings
 from authz.fixtures import run_paths
 from authz.fixtures_http import HttpTarget
 from authz.runtime import Runtime
-from tests.conftest import POLICIES, T0
+from tests.conftest import POLICIES, T0, World, contract
 
 BIN = Path(sys.executable).parent
 
@@ -291,3 +291,41 @@ def test_logs_are_json_lines_carrying_the_request_id(settings: Settings, tmp_pat
     [line] = [x for x in lines if x.get("request_id") == "ticket-4711"]
     assert line["name"] == "authz.access" and line["route"] == "/v1/check"
     assert line["status"] == 200 and line["caller"] == "portal-web" and line["duration_ms"] > 0
+
+
+def test_an_unlink_is_seen_by_the_very_next_check_on_every_worker(settings: Settings) -> None:
+    with Runtime.open(settings) as rt:
+        key = rt.keys.create("live", frozenset({"decide", "manage", "sync"}), T0)
+        world = World(rt)
+        world.site("default")
+        world.sync([contract("C1", "A1:Customer")])
+        world.user("u1", "default", "A1")
+    srv = Server(settings.database_url)
+    srv.env["WEB_CONCURRENCY"] = "3"
+    srv.start()
+    try:
+        h = {"Authorization": f"Bearer {key}"}
+        body = {"user_id": "u1", "action": "view", "contract_id": "C1"}
+
+        def answers(n: int) -> list[bool]:  # each on a new connection: the workers share them
+            return [
+                requests.post(f"{srv.url}/v1/check", json=body, headers=h, timeout=5).json()[
+                    "allowed"
+                ]
+                for _ in range(n)
+            ]
+
+        assert answers(30) == [True] * 30  # every worker has answered, warm
+        gone = requests.delete(f"{srv.url}/v1/users/u1/accounts/A1", headers=h, timeout=5)
+        assert gone.status_code == 204
+        assert answers(30) == [False] * 30
+        back = requests.post(
+            f"{srv.url}/v1/users/u1/accounts", json={"account_id": "A1"}, headers=h, timeout=5
+        )
+        token = back.json()["data_version"]
+        assert answers(30) == [True] * 30
+        pinned = {**body, "min_data_version": token}
+        got = requests.post(f"{srv.url}/v1/check", json=pinned, headers=h, timeout=5).json()
+        assert got["allowed"] is True and got["data_version"] >= token
+    finally:
+        srv.kill()
