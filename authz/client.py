@@ -251,17 +251,33 @@ class AuthzClient:
     # Decisions -----------------------------------------------------------------------------
 
     def check(
-        self, user_id: str, action: str, contract_id: str, site_id: str | None = None
+        self,
+        user_id: str,
+        action: str,
+        contract_id: str,
+        site_id: str | None = None,
+        *,
+        min_data_version: int | None = None,
     ) -> Decision:
         """May this user do this action on this contract?
 
+        `min_data_version`: the `data_version` a write answered; the decision is made on
+        data at least that new (else `Unavailable`, code `DATA_VERSION_NOT_REACHED`).
+
         :raises AuthzClientError: on any outcome but a valid 200 answer.
         """
-        body = _check_body(Check(user_id, action, contract_id, site_id))
+        body: dict[str, Any] = _check_body(Check(user_id, action, contract_id, site_id))
+        _pin(body, min_data_version)
         return self._call("POST", "/v1/check", _read_decision, body=body)
 
     def is_allowed(
-        self, user_id: str, action: str, contract_id: str, site_id: str | None = None
+        self,
+        user_id: str,
+        action: str,
+        contract_id: str,
+        site_id: str | None = None,
+        *,
+        min_data_version: int | None = None,
     ) -> bool:
         """True only when the service answered an allow; False when it answered a deny.
 
@@ -270,15 +286,21 @@ class AuthzClient:
 
         :raises AuthzClientError: on any outcome but a valid 200 answer.
         """
-        return self.check(user_id, action, contract_id, site_id).allowed is True
+        decision = self.check(
+            user_id, action, contract_id, site_id, min_data_version=min_data_version
+        )
+        return decision.allowed is True
 
-    def check_batch(self, checks: Sequence[Check]) -> tuple[BatchDecision, ...]:
+    def check_batch(
+        self, checks: Sequence[Check], *, min_data_version: int | None = None
+    ) -> tuple[BatchDecision, ...]:
         """Up to 1000 checks in one call, answered in the order sent.
 
         :raises ProtocolError: when the answer does not match the checks one to one.
         :raises AuthzClientError: on any other outcome but a valid 200 answer.
         """
-        body = {"checks": [_check_body(c) for c in checks]}
+        body: dict[str, Any] = {"checks": [_check_body(c) for c in checks]}
+        _pin(body, min_data_version)
 
         def read(raw: Any) -> tuple[BatchDecision, ...]:
             results = _list(_obj(raw, "body"), "results", "body")
@@ -293,13 +315,20 @@ class AuthzClient:
         return self._call("POST", "/v1/check/batch", read, body=body)
 
     def explain(
-        self, user_id: str, action: str, contract_id: str, site_id: str | None = None
+        self,
+        user_id: str,
+        action: str,
+        contract_id: str,
+        site_id: str | None = None,
+        *,
+        min_data_version: int | None = None,
     ) -> Explanation:
         """The decision with every condition the policy weighed and the reasons for a deny.
 
         :raises AuthzClientError: on any outcome but a valid 200 answer.
         """
-        body = _check_body(Check(user_id, action, contract_id, site_id))
+        body: dict[str, Any] = _check_body(Check(user_id, action, contract_id, site_id))
+        _pin(body, min_data_version)
         return self._call("POST", "/v1/explain", _read_explanation, body=body)
 
     # Lists ---------------------------------------------------------------------------------
@@ -312,12 +341,19 @@ class AuthzClient:
         state: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        min_data_version: int | None = None,
     ) -> ContractsPage:
         """One page of the contracts the user may do `action` on.
 
         :raises AuthzClientError: on any outcome but a valid 200 answer.
         """
-        params = _params(action=action, state=state, limit=limit, cursor=cursor)
+        params = _params(
+            action=action,
+            state=state,
+            limit=limit,
+            cursor=cursor,
+            min_data_version=min_data_version,
+        )
         path = f"/v1/users/{quote(user_id, safe='')}/contracts"
         return self._call("GET", path, _read_contracts_page, params=params)
 
@@ -328,6 +364,7 @@ class AuthzClient:
         action: str = "view",
         state: str | None = None,
         page_size: int | None = None,
+        min_data_version: int | None = None,
     ) -> Iterator[ListedContract]:
         """Every such contract, page after page.
 
@@ -336,7 +373,12 @@ class AuthzClient:
 
         def fetch(cursor: str | None) -> tuple[tuple[ListedContract, ...], str | None]:
             page = self.list_user_contracts(
-                user_id, action=action, state=state, limit=page_size, cursor=cursor
+                user_id,
+                action=action,
+                state=state,
+                limit=page_size,
+                cursor=cursor,
+                min_data_version=min_data_version,
             )
             return page.contracts, page.next_cursor
 
@@ -349,18 +391,24 @@ class AuthzClient:
         q: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        min_data_version: int | None = None,
     ) -> AccountsPage:
         """One page of the ASPIRE accounts that may be linked to a user of the site.
 
         :raises InvalidRequest: 404 `SITE_NOT_FOUND` for an unknown site.
         :raises AuthzClientError: on any other outcome but a valid 200 answer.
         """
-        params = _params(q=q, limit=limit, cursor=cursor)
+        params = _params(q=q, limit=limit, cursor=cursor, min_data_version=min_data_version)
         path = f"/v1/sites/{quote(site_id, safe='')}/eligible-accounts"
         return self._call("GET", path, _read_accounts_page, params=params)
 
     def iter_eligible_accounts(
-        self, site_id: str, *, q: str | None = None, page_size: int | None = None
+        self,
+        site_id: str,
+        *,
+        q: str | None = None,
+        page_size: int | None = None,
+        min_data_version: int | None = None,
     ) -> Iterator[EligibleAccount]:
         """Every such account, page after page.
 
@@ -368,7 +416,9 @@ class AuthzClient:
         """
 
         def fetch(cursor: str | None) -> tuple[tuple[EligibleAccount, ...], str | None]:
-            page = self.list_eligible_accounts(site_id, q=q, limit=page_size, cursor=cursor)
+            page = self.list_eligible_accounts(
+                site_id, q=q, limit=page_size, cursor=cursor, min_data_version=min_data_version
+            )
             return page.accounts, page.next_cursor
 
         return _pages(fetch)
@@ -648,6 +698,11 @@ def _check_body(c: Check) -> dict[str, str]:
     if c.correlation_id is not None:
         body["correlation_id"] = c.correlation_id
     return body
+
+
+def _pin(body: dict[str, Any], min_data_version: int | None) -> None:
+    if min_data_version is not None:
+        body["min_data_version"] = min_data_version
 
 
 def _params(**given: str | int | None) -> dict[str, str]:

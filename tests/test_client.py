@@ -220,6 +220,32 @@ def test_eligible_account_pages_list_every_account_exactly_once(client: AuthzCli
 # Refusals from the live service --------------------------------------------------------------
 
 
+def test_a_consistency_token_pins_every_call_and_one_not_reached_is_unavailable(
+    live: Live,
+) -> None:
+    held = live.audit("/v1/aspire/status")["data_version"]
+    with live.client() as c:
+        assert c.check("u1", "view", "C-ACTIVE", min_data_version=held).data_version >= held
+        assert c.is_allowed("u1", "view", "C-ACTIVE", min_data_version=held)
+        assert c.explain("u1", "view", "C-ACTIVE", min_data_version=held).allowed
+        batch = c.check_batch([Check("u1", "view", "C-ACTIVE")], min_data_version=held)
+        assert batch[0].allowed
+        listed = c.list_user_contracts("u1", limit=1000, min_data_version=held).contracts
+        assert {x.contract_id for x in listed} == U1_VIEW
+        assert list(c.iter_eligible_accounts("default", min_data_version=held))
+    with live.client(deadline=0.5) as c:  # Retry-After: 1 does not fit: raised at once
+        for call in (
+            lambda: c.check("u1", "view", "C-ACTIVE", min_data_version=held + 1),
+            lambda: c.is_allowed("u1", "view", "C-ACTIVE", min_data_version=held + 1),
+            lambda: c.list_user_contracts("u1", min_data_version=held + 1),
+            lambda: c.check_batch([Check("u1", "view", "C-ACTIVE")], min_data_version=held + 1),
+        ):
+            with pytest.raises(Unavailable) as failed:
+                call()
+            assert failed.value.code == "DATA_VERSION_NOT_REACHED"
+            assert failed.value.retry_after == 1
+
+
 def test_an_unknown_action_is_an_invalid_request_naming_the_field(client: AuthzClient) -> None:
     with pytest.raises(InvalidRequest) as caught:
         client.check("u1", "delete", "C-ACTIVE")
