@@ -274,8 +274,8 @@ def _cases() -> Iterator[Any]:
                 Case(method, path.format(bad), body, 400, field=field),
                 id=f"{name} path {field}: {what}",
             )
-    for path, field in LIST_QUERIES:
-        yield pytest.param(Case("GET", path, None, 400, field, None), id=f"GET {path[:70]}")
+    for query, named in LIST_QUERIES:
+        yield pytest.param(Case("GET", query, None, 400, named, None), id=f"GET {query[:70]}")
 
 
 @dataclass
