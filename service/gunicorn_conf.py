@@ -13,11 +13,17 @@ import os
 import shutil
 import tempfile
 
-# Every process writes its metric samples here; it must be set before prometheus_client is
-# imported anywhere. This file is read again on SIGHUP: keep the directory of the first read.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authz-metrics-")
-    os.environ["AUTHZ_OWN_METRICS_DIR"] = "1"
+# Every process writes its metric samples here; it must be set, and emptied of an earlier
+# run's samples, before prometheus_client is imported anywhere (the import below does). This
+# file is read again on SIGHUP: the directory of the first read stays.
+if not os.environ.get("AUTHZ_METRICS_DIR_READY"):
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authz-metrics-")
+        os.environ["AUTHZ_OWN_METRICS_DIR"] = "1"
+    for _name in os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
+        if _name.endswith(".db"):
+            os.remove(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], _name))
+    os.environ["AUTHZ_METRICS_DIR_READY"] = "1"
 
 # Imported after PROMETHEUS_MULTIPROC_DIR is set: the service package imports prometheus_client.
 from service import logs as _logs
@@ -39,10 +45,6 @@ logconfig_dict = _logs.config(loglevel, access_log=bool(os.environ.get("AUTHZ_AC
 
 def on_starting(server):
     """Serve only a policy that loads and passes its fixtures; otherwise do not start."""
-    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    for name in os.listdir(metrics_dir):  # samples of an earlier run are not ours
-        if name.endswith(".db"):
-            os.remove(os.path.join(metrics_dir, name))
     os.environ["AUTHZ_POLICY_COPIES"] = tempfile.mkdtemp(prefix="authz-policies-")
     refusal = _put_policy_into_service(server)
     if refusal is not None:
