@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -26,17 +26,7 @@ from authz.models import (
 )
 from authz.search import account_terms
 from authz.state import Freshness, bump_data_version, read_freshness
-
-# Ids are ASPIRE's own: printable, no surrounding blanks, no control characters.
-Id = Annotated[
-    str,
-    StringConstraints(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
-    ),
-]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+from authz.text import AspireEmail, AspireText, Id, Label
 
 CHUNK = 500
 ANALYZE_AFTER = 5_000
@@ -54,8 +44,8 @@ class PartyIn(Strict):
 
 class AccountIn(Strict):
     account_id: Id
-    name: Text
-    email: Annotated[str, StringConstraints(max_length=512)] | None = None
+    name: AspireText
+    email: AspireEmail | None = None
 
 
 class ContractIn(Strict):
@@ -70,7 +60,7 @@ class BatchIn(Strict):
     """One extract of ASPIRE data, as the sync job sends it."""
 
     source: Id
-    batch_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    batch_id: Label
     extracted_at: Annotated[AwareDatetime, Field(strict=False)]
     accounts: list[AccountIn] = Field(default_factory=list)
     contracts: list[ContractIn] = Field(default_factory=list)

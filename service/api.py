@@ -16,6 +16,7 @@ from authz.enums import Scope
 from authz.errors import AuthzError, FieldError, InvalidInput
 from authz.keys import Caller
 from authz.runtime import Runtime
+from authz.text import ID_RULE
 from service import schemas as s
 from service.errors import invalid, problem
 
@@ -167,7 +168,7 @@ def _check_path_ids(path: dict[str, str]) -> None:
         try:
             PATH_ID.validate_python(value)
         except ValidationError:
-            errors.append(FieldError(name, f"must be {s.ID_RULE}"))
+            errors.append(FieldError(name, f"must be {ID_RULE}"))
     if errors:
         raise InvalidInput("invalid id in the path", errors)
 

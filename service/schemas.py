@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -15,52 +14,12 @@ from pydantic import (
     StringConstraints,
 )
 
-from authz import replica
+from authz import replica, text
 from authz.decisions import MAX_BATCH
 from authz.enums import Action, ReasonCode
+from authz.text import no_control
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def printable_id(value: str) -> str:
-    """Ids are compared and shown to people: no character that hides, reorders or replaces text.
-
-    :raises ValueError: for control and format characters (U+0000, U+202E, U+200B...), line
-        and paragraph separators, unassigned code points, and U+FFFD (what undecodable bytes
-        become).
-    """
-    if not value.isprintable() or "\ufffd" in value:
-        raise ValueError(
-            "must hold printable characters only: no control or format character "
-            "(such as U+0000, U+202E or U+200B) and no U+FFFD"
-        )
-    return value
-
-
-def no_control(value: str) -> str:
-    """Free text may hold no control character (PostgreSQL cannot store U+0000 at all).
-
-    :raises ValueError: naming the rule.
-    """
-    if CONTROL.search(value):
-        raise ValueError("must hold no control character (U+0000 to U+001F, U+007F to U+009F)")
-    return value
-
-
-def no_nul(value: str) -> str:
-    """ASPIRE's free text is taken as spelled, tabs and line breaks included, but not U+0000.
-
-    :raises ValueError: naming the rule.
-    """
-    if "\x00" in value:
-        raise ValueError("must not hold U+0000, which the store cannot keep")
-    return value
-
-
-ID_RULE = (
-    "1 to 128 printable characters (no control or format character, no U+FFFD), no blanks around"
-)
-Id = Annotated[replica.Id, AfterValidator(printable_id), Field(description=ID_RULE)]
+Id = text.Id
 Email = Annotated[
     str,
     StringConstraints(min_length=3, max_length=512, pattern=r"^[^@\s]+@[^@\s]+$"),
@@ -286,38 +245,8 @@ class LinkOut(LinkedAccountOut):
 
 
 # ASPIRE replica ----------------------------------------------------------------------------
-# The library's batch models, with the service's stricter rules for text that arrives over
-# HTTP: ids as above, no U+0000 in free text. They stay instances of the library's classes.
-
-AspireText = Annotated[replica.Text, AfterValidator(no_nul)]
-
-
-class PartyIn(replica.PartyIn):
-    account_id: Id
-    role_type: Id
-
-
-class AccountIn(replica.AccountIn):
-    account_id: Id
-    name: AspireText
-    email: Annotated[str, StringConstraints(max_length=512), AfterValidator(no_nul)] | None = None
-
-
-class ContractIn(replica.ContractIn):
-    contract_id: Id
-    private_label: Id | None
-    parties: list[PartyIn] = Field(default_factory=list, max_length=10_000)
-
-
-class BatchIn(replica.BatchIn):
-    """One extract of ASPIRE data, as the sync job sends it."""
-
-    source: Id
-    batch_id: Annotated[
-        str, StringConstraints(min_length=1, max_length=256), AfterValidator(no_control)
-    ]
-    accounts: list[AccountIn] = Field(default_factory=list)
-    contracts: list[ContractIn] = Field(default_factory=list)
+# The library's batch model: the same rules for a batch sent over HTTP or by `authz sync`.
+BatchIn = replica.BatchIn
 
 
 class BatchCountsOut(Out):
