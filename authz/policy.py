@@ -14,6 +14,8 @@ from authz.errors import FieldError, PolicyLoadError
 
 Facts = dict[str, Any]
 X = Variable("x")
+# Distinct fact sets whose answers a Policy keeps; past it, it starts afresh.
+MAX_REMEMBERED = 100_000
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Policy:
             for r in self._query("link_condition", Variable("n"), Variable("c"))
         )
         self._grants = {a: tuple(sorted(self._values("role_grants", X, a))) for a in self.actions}
+        self._answers: dict[tuple[Any, ...], bool] = {}
 
     @classmethod
     def load(cls, directory: Path) -> Policy:
@@ -72,11 +75,31 @@ class Policy:
         return cls(files)
 
     def is_allowed(self, user: Facts, action: str, contract: Facts) -> bool:
-        """The policy's `allow` rule; any error inside it is a deny."""
+        """The policy's `allow` rule; any error inside it is a deny.
+
+        The rule is a function of the facts it is given and nothing else, and a `Policy`
+        never changes (a new version is a new `Policy`): so each answer is remembered by its
+        whole input, and Polar runs once per distinct set of facts, not once per request.
+        Facts are coarse (a status, a state, labels, role types), so there are few such sets.
+        An error is a deny now and is not remembered.
+        """
         try:
-            return bool(self._oso.is_allowed(user, action, contract))
+            key = (action, _frozen(user), _frozen(contract))
+            found = self._answers.get(key)
+        except TypeError:  # facts that cannot be a key are asked every time
+            key, found = None, None
+        if found is not None:
+            return found
+        try:
+            allowed = bool(self._oso.is_allowed(user, action, contract))
         except OsoError:
             return False
+        if key is None:
+            return allowed
+        if len(self._answers) >= MAX_REMEMBERED:
+            self._answers.clear()
+        self._answers[key] = allowed
+        return allowed
 
     def conditions(self, action: str) -> tuple[Condition, ...]:
         """The named conditions that apply to `action`, in the policy's order."""
@@ -131,6 +154,11 @@ class Policy:
 
     def _query(self, rule: str, *args: Any) -> list[dict[str, Any]]:
         return [r["bindings"] for r in self._oso.query_rule(rule, *args, accept_expression=False)]
+
+
+def _frozen(facts: Facts) -> tuple[Any, ...]:
+    """Facts as a dictionary key (their lists as tuples)."""
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in facts.items())
 
 
 def policy_version(files: list[PolicyFile]) -> str:

@@ -161,3 +161,55 @@ def test_the_fixtures_catch_a_broken_rule(tmp_path: Path, old: str, new: str) ->
     broken = Policy.load(d)
     results = run_paths([d / "tests"], LibraryTarget(d), broken.actions)
     assert [f for r in results for f in r.failures] != []
+
+
+USER = {
+    "found": True,
+    "status": "active",
+    "site_id": "s1",
+    "site_label": None,
+    "payments_enabled": True,
+    "via_site": None,
+}
+CONTRACT = {
+    "found": True,
+    "from_connected_source": True,
+    "state": "active",
+    "private_label": None,
+    "roles": ["Customer"],
+}
+
+
+def test_polar_runs_once_per_distinct_facts_and_an_error_is_not_remembered() -> None:
+    policy = Policy.load(POLICIES)
+    asked: list[object] = []
+    real = policy._oso.is_allowed
+
+    def counting(*args: object) -> bool:
+        asked.append(args)
+        if len(asked) == 1:
+            from polar.exceptions import PolarRuntimeError
+
+            raise PolarRuntimeError("the policy raised")
+        return bool(real(*args))
+
+    policy._oso.is_allowed = counting  # type: ignore[method-assign]
+    assert policy.is_allowed(USER, "view", CONTRACT) is False  # the error: a deny
+    assert policy.is_allowed(USER, "view", CONTRACT) is True  # asked again, not remembered
+    assert policy.is_allowed(dict(USER), "view", dict(CONTRACT)) is True
+    assert len(asked) == 2
+    vendor = {**CONTRACT, "roles": ["Vendor"]}
+    assert policy.is_allowed(USER, "view", vendor) is False  # other facts: asked
+    assert policy.is_allowed(USER, "make_payment", CONTRACT) is True  # another action: asked
+    assert len(asked) == 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(user=USERS, contract=CONTRACTS, action=st.sampled_from([*Action, "fly"]))
+def test_a_remembered_answer_is_the_answer_polar_gives(
+    user: dict, contract: dict, action: str
+) -> None:
+    POLICY.is_allowed(user, action, contract)  # remembered now, if it was not
+    assert POLICY.is_allowed(user, action, contract) == bool(
+        POLICY._oso.is_allowed(user, action, contract)
+    )
