@@ -10,7 +10,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
@@ -28,8 +34,8 @@ def make_engine(url: str, statement_timeout_ms: int | None = None, **kwargs: Any
         return _sqlite_engine(url, **kwargs)
     if parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
-    kwargs.setdefault("pool_pre_ping", True)
     engine = create_engine(url, **kwargs)
+    _ping_when_idle(engine)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -43,6 +49,36 @@ def make_engine(url: str, statement_timeout_ms: int | None = None, **kwargs: Any
         dbapi_conn.commit()
 
     return engine
+
+
+# A pooled connection unused this long is pinged before it is handed out.
+IDLE_BEFORE_PING = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only when it sat idle: a connection used
+    moments ago is alive, and a ping on every checkout (SQLAlchemy's `pool_pre_ping`) cost a
+    round trip on every decision. One that died in use fails its statement instead (a 503),
+    and SQLAlchemy then drops every pooled connection of that time.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since < IDLE_BEFORE_PING:
+            return
+        try:
+            autocommit = dbapi_conn.autocommit
+            with dbapi_conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            if not autocommit:
+                dbapi_conn.rollback()
+        except Exception as exc:  # the pool replaces it with a new connection
+            raise DisconnectionError(f"a pooled connection is dead: {exc}") from exc
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
@@ -112,6 +148,12 @@ class Database:
                 statement_timeout_ms=read_timeout_ms,
                 isolation_level="REPEATABLE READ",
             )
+        # SQLite keeps its local BEGIN (no round trip); psycopg's autocommit is a client flag.
+        self._single = (
+            self._reader
+            if self.is_sqlite
+            else self._reader.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     @property
     def read_engine(self) -> Engine:
@@ -140,6 +182,16 @@ class Database:
         :raises Unavailable: when the store cannot answer.
         """
         with _store_errors(), self._reader.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def statement(self) -> Iterator[Connection]:
+        """A connection for one read statement, outside any transaction: a statement is a
+        snapshot by itself, and BEGIN and COMMIT would cost two more round trips.
+
+        :raises Unavailable: when the store cannot answer.
+        """
+        with _store_errors(), self._single.connect() as conn:
             yield conn
 
     @contextmanager

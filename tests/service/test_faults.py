@@ -48,12 +48,12 @@ def store_fails_after(rt: Runtime, statements: int) -> Iterator[None]:
         event.remove(rt.db.read_engine, "before_cursor_execute", fail)
 
 
-@pytest.mark.parametrize("after", [0, 1, 2, 3])
 def test_the_store_failing_mid_decision_is_a_503_then_recovers(
-    client: FlaskClient, auth: dict, rt: Runtime, allowed_world: World, after: int
+    client: FlaskClient, auth: dict, rt: Runtime, allowed_world: World
 ) -> None:
+    """A decision reads its facts in one statement: it fails whole or not at all."""
     assert client.post("/v1/check", json=BODY, headers=auth).json["allowed"] is True
-    with store_fails_after(rt, after):
+    with store_fails_after(rt, 0):
         r = client.post("/v1/check", json=BODY, headers=auth)
         assert r.status_code == 503
         assert r.content_type == "application/problem+json" and "allowed" not in r.json
@@ -81,10 +81,12 @@ def test_a_policy_that_raises_is_a_deny(
     assert client.post("/v1/check", json=BODY, headers=auth).json["allowed"] is True
 
 
+@pytest.mark.parametrize("after", [0, 1])
 def test_the_lists_fail_closed_too(
-    client: FlaskClient, auth: dict, rt: Runtime, allowed_world: World
+    client: FlaskClient, auth: dict, rt: Runtime, allowed_world: World, after: int
 ) -> None:
-    with store_fails_after(rt, 1):
+    """A list reads in two statements; the store failing before either is a 503."""
+    with store_fails_after(rt, after):
         r = client.get("/v1/users/u1/contracts", headers=auth)
         assert r.status_code == 503 and "contracts" not in r.json
     assert [
