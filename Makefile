@@ -37,6 +37,7 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/mypy
 
 bench: $(STAMP) ## decisions and lists at 1,000,000 contracts, SQLite and PostgreSQL, in-process and HTTP
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 clean: ## remove the virtualenv and local data
