@@ -35,6 +35,10 @@ def make_engine(url: str, statement_timeout_ms: int | None = None, **kwargs: Any
     if parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
     engine = create_engine(url, **kwargs)
+    # Bulk inserts (a sync batch's contracts and parties) as multi-row INSERT statements of
+    # up to 1,000 rows, not one statement per row through psycopg's pipeline: measured on a
+    # 30,000-contract batch, 215,000 statements and 3,900 contracts/s before.
+    engine.dialect.use_insertmanyvalues_wo_returning = True
     _ping_when_idle(engine)
 
     @event.listens_for(engine, "connect")

@@ -95,12 +95,11 @@ def account_name(rng: random.Random, i: int) -> str:
     return f"{rng.choice(NAME_A)} {rng.choice(NAME_B)} {rng.choice(NAME_C)}"
 
 
-def build(rt: Runtime, size: DemoSize, say: Callable[[str], None] = print) -> None:
-    """Sites, accounts and contracts by sync batches, then users linked through R7."""
-    rng = random.Random(size.seed)
-    now = datetime.now(UTC)
-    for site_id, name, label, payments in SITES:
-        rt.directory.put_site(site_id, name, label, payments, now)
+def records(
+    size: DemoSize, now: datetime, rng: random.Random | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """ASPIRE accounts and contracts as the sync job sends them, and the largest fleet lessee."""
+    rng = rng or random.Random(size.seed)
     accounts = [
         {
             "account_id": f"{1_000_000 + i:07d}",
@@ -113,7 +112,6 @@ def build(rt: Runtime, size: DemoSize, say: Callable[[str], None] = print) -> No
     # all of them (20,000 at a million contracts).
     fleet = [a["account_id"] for a in accounts[: max(1, size.accounts // 500)]]
     largest = fleet[0]
-    extracted = now - timedelta(minutes=2)
     contracts = []
     for n in range(size.contracts):
         kind = "LS" if rng.random() < 0.7 else "LN"
@@ -142,6 +140,17 @@ def build(rt: Runtime, size: DemoSize, say: Callable[[str], None] = print) -> No
                 "parties": parties,
             }
         )
+    return accounts, contracts, largest
+
+
+def build(rt: Runtime, size: DemoSize, say: Callable[[str], None] = print) -> None:
+    """Sites, accounts and contracts by sync batches, then users linked through R7."""
+    rng = random.Random(size.seed)
+    now = datetime.now(UTC)
+    for site_id, name, label, payments in SITES:
+        rt.directory.put_site(site_id, name, label, payments, now)
+    accounts, contracts, largest = records(size, now, rng)
+    extracted = now - timedelta(minutes=2)
     for start in range(0, max(len(contracts), 1), size.batch):
         chunk = contracts[start : start + size.batch]
         batch = BatchIn.model_validate(

@@ -174,7 +174,7 @@ class Replica:
             (c.contract_id, p.account_id, p.role_type) for c in fresh_contracts for p in c.parties
         }
         for rows in _chunks(sorted(parties)):
-            session.execute(
+            session.connection().execute(
                 insert(ContractParty),
                 [{"contract_id": c, "account_id": a, "role_type": r} for c, a, r in rows],
             )
@@ -220,7 +220,7 @@ def _index_terms(session: Session, accounts: list[AccountIn]) -> None:
         for t in sorted(account_terms(a.account_id, a.name))
     ]
     for chunk in _chunks(rows):
-        session.execute(insert(AccountTerm), chunk)
+        session.connection().execute(insert(AccountTerm), chunk)
 
 
 def _record_role_types(session: Session, contracts: list[ContractIn]) -> None:
@@ -316,7 +316,8 @@ def _upsert(session: Session, model: Any, key: str, rows: list[dict[str, Any]]) 
             index_elements=[key],
             set_={c: getattr(stmt.excluded, c) for c in rows[0] if c != key},
         )
-        session.execute(stmt, chunk)
+        # Through Core: the ORM sent an upsert per row; Core sends a multi-row statement.
+        session.connection().execute(stmt, chunk)
 
 
 def _dialect_insert(session: Session, model: Any) -> Any:
