@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,34 +84,44 @@ class Policy:
         Facts are coarse (a status, a state, labels, role types), so there are few such sets.
         An error is a deny now and is not remembered.
         """
+        return self._remembered(
+            ("allow", action, _frozen(user), _frozen(contract)),
+            lambda: self._oso.is_allowed(user, action, contract),
+        )
+
+    def _remembered(self, key: tuple[Any, ...], ask: Callable[[], Any]) -> bool:
+        """The answer of `ask` for `key`, asked once; an error is False and not remembered."""
         try:
-            key = (action, _frozen(user), _frozen(contract))
             found = self._answers.get(key)
-        except TypeError:  # facts that cannot be a key are asked every time
-            key, found = None, None
+        except TypeError:  # facts that cannot be a key (dicts in lists) are asked every time
+            return self._ask(ask)
         if found is not None:
             return found
         try:
-            allowed = bool(self._oso.is_allowed(user, action, contract))
+            answer = bool(ask())
         except OsoError:
             return False
-        if key is None:
-            return allowed
         if len(self._answers) >= MAX_REMEMBERED:
             self._answers.clear()
-        self._answers[key] = allowed
-        return allowed
+        self._answers[key] = answer
+        return answer
+
+    @staticmethod
+    def _ask(ask: Callable[[], Any]) -> bool:
+        try:
+            return bool(ask())
+        except OsoError:
+            return False
 
     def conditions(self, action: str) -> tuple[Condition, ...]:
         """The named conditions that apply to `action`, in the policy's order."""
         return self._conditions.get(action, ())
 
     def holds(self, name: str, *args: Any) -> bool:
-        """Whether the named condition holds for these facts; an error counts as failed."""
-        try:
-            return bool(self._oso.query_rule_once(name, *args))
-        except OsoError:
-            return False
+        """Whether the named condition holds for these facts (remembered as `is_allowed`
+        answers are); an error counts as failed."""
+        key = (name, *(_frozen(a) if isinstance(a, dict) else a for a in args))
+        return self._remembered(key, lambda: self._oso.query_rule_once(name, *args))
 
     def evaluate(self, user: Facts, action: str, contract: Facts) -> list[tuple[Condition, bool]]:
         """Every named condition that applies to `action`, in order, with whether it holds."""

@@ -1,10 +1,16 @@
-"""`make bench`: decision and list latency at scale, in-process and over HTTP.
+"""`make bench`: decisions, lists, load, sync and memory at scale, on SQLite and PostgreSQL.
 
     python -m bench [--contracts 1000000] [--accounts 200000] [--engines sqlite,postgresql]
 
 Builds (once, then reuses) the demo world in `var/bench/` and in a PostgreSQL schema, then
-prints p50/p99 in milliseconds beside floors measured in the same run: a bare `oso.is_allowed`
-on a trivial rule in-process, and `/healthz` served by the same gunicorn config over HTTP.
+prints, each beside a floor measured in the same run:
+- in-process p50/p99 in ms beside a bare `oso.is_allowed` on a trivial rule, and beside AWS
+  Cedar (cedarpy) deciding the same rules on the same facts (bench/cedar.py);
+- over HTTP, one connection, beside `/healthz` served by the same gunicorn config;
+- under load from a second process (locust, bench/load.py) at 1, 8 and 64 connections,
+  requests/s and p50/p99 beside `/healthz` under the same load; a batch of 100; the peak
+  RSS of the workers;
+- the sync rate of one 100,000-contract batch (bench/sync.py).
 These machines are shared and noisy: read the ratios, not the absolute figures.
 Writes every figure to bench/results/latest.json.
 """
@@ -13,98 +19,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import socket
-import statistics
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import requests
 from oso import Oso
-from sqlalchemy import func, select, text
+from sqlalchemy import select
 
-from authz.config import ROOT, Settings
-from authz.db import make_engine
+from authz.config import Settings
 from authz.decisions import CheckRequest
-from authz.demo import DemoSize, build
-from authz.models import Contract, ContractParty, UserAccount
+from authz.models import ContractParty, UserAccount
 from authz.runtime import Runtime
+from bench import load, sync
+from bench.cedar import cedar_section
+from bench.common import PG_URL, RESULTS, Report, served, timed, world
 
-PG_URL = os.environ.get("AUTHZ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-RESULTS = ROOT / "bench" / "results"
 QUERIES = ["gran", "acme", "tru", "summ", "1000", "10123", "delta", "pio"]
-
-
-def timed(fn: Callable[[], object], calls: int) -> list[float]:
-    for _ in range(min(20, calls)):
-        fn()
-    out = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
-
-
-class Report:
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-
-    def section(self, title: str, floor_name: str) -> None:
-        print(f"\n{title:<58} {'p50':>8} {'p99':>8} {'vs ' + floor_name:>12}")
-
-    def add(
-        self, engine: str, where: str, name: str, xs: list[float], floor: float | None = None
-    ) -> float:
-        p50 = statistics.median(xs)
-        p99 = sorted(xs)[min(len(xs) - 1, int(len(xs) * 0.99))]
-        ratio = p50 / floor if floor else None
-        shown = f"{ratio:11.1f}x" if ratio else ""
-        print(f"  {name:<56} {p50:8.3f} {p99:8.3f} {shown:>12}")
-        self.rows.append(
-            {
-                "engine": engine,
-                "where": where,
-                "name": name,
-                "calls": len(xs),
-                "p50_ms": round(p50, 4),
-                "p99_ms": round(p99, 4),
-                "spread_ms": round(p99 - p50, 4),
-                "ratio_to_floor": round(ratio, 2) if ratio else None,
-            }
-        )
-        return p50
-
-
-def world(engine: str, contracts: int, accounts: int) -> str:
-    """The database URL of a demo world of this size, built when missing."""
-    if engine == "sqlite":
-        url = f"sqlite:///{ROOT}/var/bench/sqlite-{contracts}.sqlite3"
-    else:
-        schema = f"authz_bench_{contracts}"
-        admin = make_engine(PG_URL)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        admin.dispose()
-        url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with Runtime.open(Settings(database_url=url), migrate=True) as rt:
-        with rt.db.read() as s:
-            held = s.scalar(select(func.count()).select_from(Contract)) or 0
-        if held != contracts:
-            if held:
-                raise SystemExit(f"{url} holds {held} contracts, not {contracts}: remove it first")
-            t = time.perf_counter()
-            print(f"building the demo world ({contracts} contracts) on {engine}...", flush=True)
-            build(rt, DemoSize(accounts=accounts, contracts=contracts, users=200), print)
-            print(f"built in {time.perf_counter() - t:.0f} s")
-    return url
 
 
 def cases(rt: Runtime) -> dict[str, Any]:
@@ -177,43 +109,11 @@ def _pager(fetch: Callable[[str | None], Any]) -> Iterator[Any]:
         yield page
 
 
-@contextmanager
-def served(url: str) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "-c",
-            "service/gunicorn_conf.py",
-            "-b",
-            f"127.0.0.1:{port}",
-            "service.wsgi:app",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if requests.get(f"{base}/readyz", timeout=5).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 def over_http(
     url: str, key: str, c: dict[str, Any], report: Report, engine: str, calls: int
 ) -> None:
-    with served(url) as base:
+    with served(url) as srv:
+        base = srv.base
         s = requests.Session()
         s.headers["Authorization"] = f"Bearer {key}"
         report.section(f"[{engine}] over HTTP, one connection, ms", "/healthz")
@@ -253,12 +153,93 @@ def over_http(
         )
 
 
+def under_load(
+    url: str, key: str, c: dict[str, Any], report: Report, engine: str, seconds: int
+) -> None:
+    """Throughput at 1, 8 and 64 connections from locust, beside /healthz in the same run."""
+    bodies = [
+        {"user_id": r.user_id, "action": r.action, "contract_id": r.contract_id}
+        for r in c["allowed"] + c["denied"]
+    ]
+    with served(url) as srv:
+        print(f"\n[{engine}] under load: locust from a second process, {seconds} s each")
+        singles: dict[int, float] = {}
+        for users in (1, 8, 64):
+            floor = load.run(srv.base, key, bodies, "Healthz", users, seconds)
+            got = load.run(srv.base, key, bodies, "Check", users, seconds)
+            singles[users] = got.requests_per_s
+            for run, name in ((floor, "GET /healthz (floor)"), (got, "POST /v1/check")):
+                report.figure(
+                    engine,
+                    "http load",
+                    f"{name}, {users} connections",
+                    run.requests_per_s,
+                    "requests/s",
+                    p50_ms=run.p50_ms,
+                    p99_ms=run.p99_ms,
+                    failures=run.failures,
+                )
+            report.figure(
+                engine,
+                "http load",
+                f"check throughput / empty endpoint's, {users} connections",
+                100 * got.requests_per_s / floor.requests_per_s,
+                "%",
+            )
+        batch = load.run(srv.base, key, bodies, "Batch", 8, seconds)
+        report.figure(
+            engine,
+            "http load",
+            "POST /v1/check/batch of 100, 8 connections",
+            batch.requests_per_s * 100,
+            "decisions/s",
+            p50_ms=batch.p50_ms,
+            p99_ms=batch.p99_ms,
+            failures=batch.failures,
+        )
+        report.figure(
+            engine,
+            "http load",
+            "batch decisions/s / single checks' decisions/s, 8 connections",
+            batch.requests_per_s * 100 / singles[8],
+            "x",
+        )
+        peaks = load.peak_rss_mb(srv.pid)
+        report.figure(
+            engine, "memory", "peak RSS of the largest worker", max(peaks), "MB", workers=len(peaks)
+        )
+
+
+def sync_rate(engine: str, report: Report) -> None:
+    """Contract records applied per second, one 100,000-contract batch into an empty store."""
+    if engine == "sqlite":
+        url, keep = sync.sqlite_store()
+    else:
+        url, keep = sync.postgresql_store(PG_URL), None
+    f = sync.measure(url)
+    print(f"\n[{engine}] sync of one {f.contracts}-contract batch")
+    report.figure(engine, "sync", "validate the batch", f.per_second(f.validate_s), "contracts/s")
+    report.figure(
+        engine, "sync", "apply, into an empty store", f.per_second(f.first_apply_s), "contracts/s"
+    )
+    report.figure(
+        engine,
+        "sync",
+        "apply again, a later extract (every party list replaced)",
+        f.per_second(f.update_apply_s),
+        "contracts/s",
+    )
+    if keep is not None:
+        keep.cleanup()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--contracts", type=int, default=1_000_000)
     parser.add_argument("--accounts", type=int, default=200_000)
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--load-seconds", type=int, default=8)
     args = parser.parse_args()
     random.seed(1)
     report = Report()
@@ -272,12 +253,15 @@ def main() -> None:
                 f"the fleet lessee may view {fleet_rows}"
             )
             in_process(rt, c, report, engine, args.calls)
+            cedar_section(rt, c, report, engine, args.calls)
             key = rt.keys.create(
                 f"bench-{datetime.now(UTC):%Y%m%d%H%M%S%f}",
                 frozenset({"decide"}),
                 datetime.now(UTC),
             )
         over_http(url, key, c, report, engine, args.calls)
+        under_load(url, key, c, report, engine, args.load_seconds)
+        sync_rate(engine, report)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {
         "at": datetime.now(UTC).isoformat(),

@@ -29,11 +29,12 @@ from authz.facts import (
     user_facts,
 )
 from authz.policy import Facts, Policy
+from bench.common import timed
 
 if TYPE_CHECKING:
     from authz.decisions import CheckRequest
     from authz.runtime import Runtime
-    from bench.__main__ import Report
+    from bench.common import Report
 
 CEDAR_FILE = Path(__file__).with_name("cedar") / "contract_access.cedar"
 # A decision: the facts our policy receives (authz.facts.user_facts, contract_facts).
@@ -188,7 +189,6 @@ def cedar_section(
     rt: Runtime, cases: dict[str, Any], report: Report, engine: str, calls: int
 ) -> None:
     """Ours beside Cedar on the decision cases of `bench.__main__.cases`, same facts."""
-    from bench.__main__ import timed  # here, not at the top: bench.__main__ may import us
 
     requests = cases["allowed"] + cases["denied"]
     facts = request_cases(rt, requests)

@@ -13,7 +13,7 @@ from sqlalchemy import event
 
 from authz.config import Settings
 from authz.runtime import Runtime
-from bench.__main__ import world
+from bench.common import world
 
 
 def captured(rt: Runtime, call: Any) -> list[tuple[str, Any]]:

@@ -213,3 +213,8 @@ def test_a_remembered_answer_is_the_answer_polar_gives(
     assert POLICY.is_allowed(user, action, contract) == bool(
         POLICY._oso.is_allowed(user, action, contract)
     )
+    for c in POLICY.conditions(action):
+        POLICY.holds(c.name, user, action, contract)
+        assert POLICY.holds(c.name, user, action, contract) == bool(
+            POLICY._oso.query_rule_once(c.name, user, action, contract)
+        )
