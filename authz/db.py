@@ -104,9 +104,11 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        options = conn.get_execution_options()
+        if options.get("single_statement"):
+            return  # one SELECT in autocommit is a read transaction of its own
         # A writer that began as a reader could not upgrade under WAL without a retry.
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("sqlite_immediate") else "BEGIN")
 
     return engine
 
@@ -152,9 +154,10 @@ class Database:
                 statement_timeout_ms=read_timeout_ms,
                 isolation_level="REPEATABLE READ",
             )
-        # SQLite keeps its local BEGIN (no round trip); psycopg's autocommit is a client flag.
+        # Outside a transaction: on SQLite no BEGIN is sent; psycopg's autocommit is a
+        # client-side flag (SQLAlchemy's AUTOCOMMIT level would fight our own BEGIN on SQLite).
         self._single = (
-            self._reader
+            self._reader.execution_options(single_statement=True)
             if self.is_sqlite
             else self._reader.execution_options(isolation_level="AUTOCOMMIT")
         )

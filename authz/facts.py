@@ -21,7 +21,6 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import BindParameter
 
 from authz.models import (
     Account,
@@ -87,36 +86,43 @@ def _text(n: int) -> list[Any]:
     return [cast(null(), String)] * n
 
 
-_USERS: BindParameter[Any] = bindparam("users", expanding=True)
-_CONTRACTS: BindParameter[Any] = bindparam("contracts", expanding=True)
-# One statement, so one round trip and one snapshot: the data version (kind 0), the users
-# with their site (1), the contracts (2), and the role types the users' linked accounts
-# hold on them (3), as rows of one shape.
-DECISION_FACTS = union_all(
-    select(literal(0), *_text(5), ServiceState.data_version).where(ServiceState.id == 1),
-    select(literal(1), *USER_COLUMNS[:5], cast(Site.payments_enabled, Integer))
-    .join(Site, Site.site_id == User.site_id)
-    .where(User.user_id.in_(_USERS)),
-    select(
-        literal(2),
-        Contract.contract_id,
-        Contract.source,
-        Contract.state,
-        Contract.private_label,
-        *_text(1),
-        cast(null(), Integer),
-    ).where(Contract.contract_id.in_(_CONTRACTS)),
-    select(
-        literal(3),
-        UserAccount.user_id,
-        ContractParty.contract_id,
-        ContractParty.role_type,
-        *_text(2),
-        cast(null(), Integer),
+def _decision_facts(many: bool) -> Any:
+    """One statement, so one round trip and one snapshot: the data version (kind 0), the
+    users with their site (1), the contracts (2), and the role types the users' linked
+    accounts hold on them (3), as rows of one shape. `many`: lists of ids (a batch);
+    otherwise one user and one contract, which is cheaper to bind."""
+
+    def match(column: Any, name: str) -> Any:
+        return column.in_(bindparam(name, expanding=True)) if many else column == bindparam(name)
+
+    return union_all(
+        select(literal(0), *_text(5), ServiceState.data_version).where(ServiceState.id == 1),
+        select(literal(1), *USER_COLUMNS[:5], cast(Site.payments_enabled, Integer))
+        .join(Site, Site.site_id == User.site_id)
+        .where(match(User.user_id, "users")),
+        select(
+            literal(2),
+            Contract.contract_id,
+            Contract.source,
+            Contract.state,
+            Contract.private_label,
+            *_text(1),
+            cast(null(), Integer),
+        ).where(match(Contract.contract_id, "contracts")),
+        select(
+            literal(3),
+            UserAccount.user_id,
+            ContractParty.contract_id,
+            ContractParty.role_type,
+            *_text(2),
+            cast(null(), Integer),
+        )
+        .join(ContractParty, ContractParty.account_id == UserAccount.account_id)
+        .where(match(UserAccount.user_id, "users"), match(ContractParty.contract_id, "contracts")),
     )
-    .join(ContractParty, ContractParty.account_id == UserAccount.account_id)
-    .where(UserAccount.user_id.in_(_USERS), ContractParty.contract_id.in_(_CONTRACTS)),
-)
+
+
+DECISION_FACTS = {True: _decision_facts(True), False: _decision_facts(False)}
 
 
 def load_decision_facts(
@@ -127,8 +133,13 @@ def load_decision_facts(
     users: dict[str, UserRecord] = {}
     contracts: dict[str, ContractRecord] = {}
     roles: dict[tuple[str, str], set[str]] = defaultdict(set)
-    params = {"users": list(user_ids), "contracts": list(contract_ids)}
-    for kind, a, b, c, d, e, n in conn.execute(DECISION_FACTS, params):
+    many = len(user_ids) != 1 or len(contract_ids) != 1
+    params: dict[str, Any] = (
+        {"users": list(user_ids), "contracts": list(contract_ids)}
+        if many
+        else {"users": next(iter(user_ids)), "contracts": next(iter(contract_ids))}
+    )
+    for kind, a, b, c, d, e, n in conn.execute(DECISION_FACTS[many], params):
         if kind == 1:
             users[a] = UserRecord(a, b, c, d, e, bool(n))
         elif kind == 2:
