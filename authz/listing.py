@@ -147,6 +147,8 @@ class Lister:
         self.source = settings.aspire_source
         self._contract_shapes = lru_cache(maxsize=4096)(self._derive_contract_shapes)
         self._account_shapes = lru_cache(maxsize=1024)(self._derive_account_shapes)
+        # Statements are built once per query shape, per Lister (so per policy), never shared.
+        self._contract_statement = lru_cache(maxsize=2048)(self._build_contract_statement)
 
     def contracts(
         self,
@@ -288,8 +290,7 @@ class Lister:
         ]
 
     @staticmethod
-    @lru_cache(maxsize=2048)
-    def _contract_statement(
+    def _build_contract_statement(
         shapes: tuple[Shape, ...],
         site_unlabelled: bool,
         accounts: int,

@@ -226,3 +226,37 @@ def test_the_property_catches_a_planted_mismatch(
         )
     with pytest.raises(AssertionError):
         run_property(rt, 400, shrink=False)
+
+
+def test_statements_built_under_a_planted_bug_stay_with_that_lister(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each Lister keeps its own statements: one built for another policy, or while a test
+    planted a bug, is never served by another."""
+    from tests.conftest import World, contract
+
+    def world(name: str) -> Runtime:
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path}/{name}.sqlite3", policy_dir=POLICIES
+        )
+        rt = Runtime.open(settings, migrate=True)
+        w = World(rt)
+        w.site("default")
+        w.sync([contract("C1", "A1:Customer"), contract("C2", "A1:Customer", state="closed")])
+        w.user("u1", "default", "A1")
+        return rt
+
+    first, second = world("first"), world("second")
+    try:
+        real = authz.listing.shapes_where
+        monkeypatch.setattr(
+            authz.listing,
+            "shapes_where",
+            lambda shapes, *a: real([s for s in shapes if s[0] != "closed"], *a),
+        )
+        assert [c.contract_id for c in first.lister.contracts("u1").items] == ["C1"]
+        monkeypatch.undo()
+        assert [c.contract_id for c in second.lister.contracts("u1").items] == ["C1", "C2"]
+    finally:
+        first.close()
+        second.close()
