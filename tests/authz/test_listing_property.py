@@ -210,6 +210,16 @@ def sqlite_rt(tmp_path: Path) -> Iterator[Runtime]:
         yield runtime
 
 
+def treat_closed_as_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted bug: the list SQL leaves out every shape of a closed contract."""
+    real = authz.listing.shapes_where
+    monkeypatch.setattr(
+        authz.listing,
+        "shapes_where",
+        lambda shapes, *a: real([s for s in shapes if s[0] != "closed"], *a),
+    )
+
+
 @pytest.mark.parametrize("plant", ["labels ignored", "closed treated as pending"])
 def test_the_property_catches_a_planted_mismatch(
     sqlite_rt: Runtime, monkeypatch: pytest.MonkeyPatch, plant: str
@@ -218,12 +228,7 @@ def test_the_property_catches_a_planted_mismatch(
     if plant == "labels ignored":
         monkeypatch.setattr(authz.listing, "label_condition", lambda *_: true())
     else:
-        real = authz.listing.shapes_where
-        monkeypatch.setattr(
-            authz.listing,
-            "shapes_where",
-            lambda shapes, *a: real([s for s in shapes if s[0] != "closed"], *a),
-        )
+        treat_closed_as_pending(monkeypatch)
     with pytest.raises(AssertionError):
         run_property(rt, 400, shrink=False)
 
@@ -248,12 +253,7 @@ def test_statements_built_under_a_planted_bug_stay_with_that_lister(
 
     first, second = world("first"), world("second")
     try:
-        real = authz.listing.shapes_where
-        monkeypatch.setattr(
-            authz.listing,
-            "shapes_where",
-            lambda shapes, *a: real([s for s in shapes if s[0] != "closed"], *a),
-        )
+        treat_closed_as_pending(monkeypatch)
         assert [c.contract_id for c in first.lister.contracts("u1").items] == ["C1"]
         monkeypatch.undo()
         assert [c.contract_id for c in second.lister.contracts("u1").items] == ["C1", "C2"]
