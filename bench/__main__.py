@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -81,6 +82,13 @@ def in_process(rt: Runtime, c: dict[str, Any], report: Report, engine: str, call
 
     add("check, allowed", lambda: rt.decider.check(random.choice(c["allowed"])))
     add("check, denied", lambda: rt.decider.check(random.choice(c["denied"])))
+    report.add(
+        engine,
+        "in-process",
+        "check right after a data change (data_version bumped)",
+        _after_change(rt, c, max(50, calls // 5)),
+        floor,
+    )
     batch = [random.choice(c["allowed"] + c["denied"]) for _ in range(100)]
     add("check batch of 100", lambda: rt.decider.check_batch(batch), max(20, calls // 20))
     add("explain, denied", lambda: rt.decider.explain(random.choice(c["denied"])), calls // 2)
@@ -98,6 +106,18 @@ def in_process(rt: Runtime, c: dict[str, Any], report: Report, engine: str, call
         "eligible accounts, first page (site summit)",
         lambda: rt.lister.eligible_accounts("summit", None, 100),
     )
+
+
+def _after_change(rt: Runtime, c: dict[str, Any], calls: int) -> list[float]:
+    """Each check timed alone, right after a write that bumps the data version."""
+    out = []
+    for i in range(calls):
+        rt.directory.put_site("bench-scratch", f"Scratch {i}", None, True, datetime.now(UTC))
+        request = random.choice(c["allowed"])
+        t = time.perf_counter()
+        rt.decider.check(request)
+        out.append((time.perf_counter() - t) * 1000)
+    return out
 
 
 def _pager(fetch: Callable[[str | None], Any]) -> Iterator[Any]:
