@@ -215,8 +215,12 @@ class AuthzClient:
         max_retries: int = 2,
         backoff: float = 0.05,
         pool_size: int = 10,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """:raises ValueError: for a timeout or deadline that is not positive, or bad counts."""
+        """`sleep` waits between attempts (tests pass one that records the waits).
+
+        :raises ValueError: for a timeout or deadline that is not positive, or bad counts.
+        """
         if min(connect_timeout, read_timeout, deadline) <= 0 or backoff < 0:
             raise ValueError("timeouts and the deadline must be positive")
         if not 0 <= max_retries <= 5 or pool_size < 1:
@@ -227,6 +231,7 @@ class AuthzClient:
         self.deadline = deadline
         self.max_retries = max_retries
         self.backoff = backoff
+        self._sleep = sleep
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self._session.mount("http://", adapter)
@@ -481,7 +486,7 @@ class AuthzClient:
             wait = max(wait, self._backoff(attempts))
             if attempts > self.max_retries or time.monotonic() + wait >= ends:
                 raise failure
-            time.sleep(wait)
+            self._sleep(wait)
 
     def _backoff(self, attempts: int) -> float:
         """Exponential from `backoff`, with jitter so that many clients do not retry at once."""
