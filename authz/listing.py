@@ -10,15 +10,11 @@ on random worlds that each list equals the set its checks allow.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -50,13 +46,11 @@ from authz.models import (
     User,
     UserAccount,
 )
+from authz.paging import DEFAULT_LIMIT, Page, clamp, decode_cursor, encode_cursor
 from authz.policy import Policy
 from authz.search import query_term
 from authz.state import read_freshness
 
-T = TypeVar("T")
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 # A label no site is mapped to: stands for "some other label" when asking the policy.
 OTHER_LABEL = "\x00another label"
 TOP = "\U0010ffff"  # sorts after any other character, bytewise in UTF-8
@@ -80,12 +74,6 @@ USER_CONTEXT = (
     .outerjoin(UserAccount, UserAccount.user_id == User.user_id)
     .where(ServiceState.id == 1)
 )
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -391,38 +379,5 @@ class Lister:
             )
 
 
-def clamp(limit: int) -> int:
-    """:raises InvalidInput: for a limit under 1; above the maximum it is clamped."""
-    if limit < 1:
-        raise InvalidInput("invalid limit", [FieldError("limit", "must be at least 1")])
-    return min(limit, MAX_LIMIT)
-
-
 def _freeze(facts: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(facts.items()))
-
-
-def encode_cursor(scope: str, after: str) -> str:
-    """An opaque cursor: the last key of the page, bound to the query it came from."""
-    body = {"a": after, "q": hashlib.sha256(scope.encode()).hexdigest()[:16]}
-    return base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None, scope: str) -> str | None:
-    """:raises InvalidInput: when the cursor is malformed or belongs to another query."""
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        body = json.loads(raw)
-        after = body["a"]
-        same = body["q"] == hashlib.sha256(scope.encode()).hexdigest()[:16]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise InvalidInput(
-            "invalid cursor", [FieldError("cursor", "not a cursor this service made")]
-        ) from None
-    if not isinstance(after, str) or not same:
-        raise InvalidInput(
-            "invalid cursor", [FieldError("cursor", "this cursor belongs to another query")]
-        )
-    return after

@@ -6,7 +6,7 @@ from flask import Blueprint, Response
 
 from authz import audit
 from authz.enums import Scope
-from authz.listing import clamp, decode_cursor, encode_cursor
+from authz.paging import clamp, decode_cursor, encode_cursor
 from service import schemas as s
 from service.api import RouteSpec, answer, route, runtime
 
