@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -161,6 +161,12 @@ class SqlDecisionLog:
                 self.observer.backlog(self.backlog())
 
     def _write(self, entries: list[LogEntry]) -> None:
+        # The reasons of denies ask the policy: before the transaction, which on SQLite holds
+        # the one write lock of the store while it lasts.
+        entries = [
+            e if e.reasons is not None or e.allowed else replace(e, reasons=self._reasons(e))
+            for e in entries
+        ]
         with self.db.write() as session:
             head = session.execute(
                 select(DecisionChain).where(DecisionChain.id == 1).with_for_update()
@@ -181,9 +187,7 @@ class SqlDecisionLog:
             )
 
     def _row(self, seq: int, prev: str, e: LogEntry) -> dict[str, Any]:
-        reasons = e.reasons
-        if reasons is None:
-            reasons = () if e.allowed else self._reasons(e)
+        reasons = () if e.reasons is None else e.reasons
         return {
             "seq": seq,
             "decision_id": e.decision_id,

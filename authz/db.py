@@ -90,6 +90,10 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+    # Multi-row INSERT statements, not executemany: sqlite3 takes the GIL back after each
+    # row's step, and under busy threads each take waited its turn, stretching a decision
+    # log write (and the store's one write lock it holds) past other writers' 30 s timeout.
+    engine.dialect.use_insertmanyvalues_wo_returning = True
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

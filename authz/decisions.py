@@ -13,6 +13,7 @@ from authz.config import Settings
 from authz.db import Database
 from authz.errors import InvalidInput, require_version
 from authz.explain import ExplainContext, detail
+from authz.factcache import DecisionInput, FactsCache, Key
 from authz.facts import (
     contract_facts,
     load_contracts,
@@ -24,7 +25,7 @@ from authz.facts import (
 )
 from authz.models import Site
 from authz.policy import Policy
-from authz.state import read_freshness
+from authz.state import VersionProbe, read_freshness
 
 MAX_BATCH = 1000
 LIBRARY = "library"  # the caller name of in-process decisions
@@ -92,6 +93,12 @@ class Decider:
         self.settings = settings
         self.log = log
         self.clock = clock
+        self.cache = FactsCache()
+        self._probe = VersionProbe(db.read_engine)
+
+    def close(self) -> None:
+        """Release the connections of the version probe."""
+        self._probe.close()
 
     def validate(self, requests: Sequence[CheckRequest], prefix: str = "") -> None:
         """Refuse actions the policy does not declare.
@@ -125,37 +132,70 @@ class Decider:
         kind: str = "batch",
         min_data_version: int | None = None,
     ) -> list[Decision]:
-        """Decisions in order; facts are read once for all the items, in one statement.
+        """Decisions in order; facts are read once for all the items, in one statement,
+        or not at all while the store is at the version they were read at.
 
         :raises InvalidInput: for an action the policy does not declare (naming the item).
         :raises Unavailable: when the store cannot answer (`NotYetCurrent`: not that new).
         """
         self.validate(requests, "checks[{i}]." if len(requests) > 1 else "")
-        user_ids = {r.user_id for r in requests}
-        contract_ids = {r.contract_id for r in requests}
-        with self.db.statement() as conn:
-            facts = load_decision_facts(conn, user_ids, contract_ids)
-        version, users, contracts, roles = (
-            facts.data_version,
-            facts.users,
-            facts.contracts,
-            facts.roles,
-        )
-        require_version(version, min_data_version)
+        version, inputs = self._inputs(requests, min_data_version)
         policy = self.policy
-        source = self.settings.aspire_source
         decisions, entries = [], []
-        for r in requests:
-            ufacts = user_facts(users.get(r.user_id), r.site_id)
-            cfacts = contract_facts(
-                contracts.get(r.contract_id), roles.get((r.user_id, r.contract_id), ()), source
-            )
-            d = self._decision(r, policy.is_allowed(ufacts, r.action, cfacts), version)
+        for r, given in zip(requests, inputs, strict=True):
+            d = self._decision(r, policy.is_allowed(given.user, r.action, given.contract), version)
             decisions.append(d)
-            entries.append(self._entry(d, caller, kind, None, ufacts, cfacts))
+            entries.append(self._entry(d, caller, kind, None, given.user, given.contract))
         if self.log is not None:
             self.log.record(entries)
         return decisions
+
+    def _inputs(
+        self, requests: Sequence[CheckRequest], min_data_version: int | None
+    ) -> tuple[int, list[DecisionInput]]:
+        """The policy's input for each request, all from one data version, and that version.
+
+        Inputs remembered at version V answer only once a read of the store's version says
+        it is still V. The others are read in one statement, which says which version it
+        read; if that is not V, the remembered ones are stale and everything is read again.
+
+        :raises Unavailable: when the store cannot answer (`NotYetCurrent`: not that new).
+        """
+        keys: list[Key] = [(r.user_id, r.site_id, r.contract_id) for r in requests]
+        (policy_version, version), held = self.cache.held()
+        if policy_version != self.policy.version:
+            held = {}
+        missing = [k for k in dict.fromkeys(keys) if k not in held]
+        if not missing:
+            current = self._probe.read()
+            if current == version:
+                require_version(version, min_data_version)
+                return version, [held[k] for k in keys]
+            missing, held = list(dict.fromkeys(keys)), {}
+        read_version, read = self._read_inputs(missing)
+        if read_version != version and held:
+            missing, held = list(dict.fromkeys(keys)), {}
+            read_version, read = self._read_inputs(missing)
+        require_version(read_version, min_data_version)
+        self.cache.at(self.policy.version, read_version).update(read)
+        return read_version, [read[k] if k in read else held[k] for k in keys]
+
+    def _read_inputs(self, keys: Sequence[Key]) -> tuple[int, dict[Key, DecisionInput]]:
+        """The inputs of these keys from the store, in one statement, and its data version."""
+        with self.db.statement() as conn:
+            facts = load_decision_facts(conn, {k[0] for k in keys}, {k[2] for k in keys})
+        source = self.settings.aspire_source
+        return facts.data_version, {
+            (user_id, site_id, contract_id): DecisionInput(
+                user_facts(facts.users.get(user_id), site_id),
+                contract_facts(
+                    facts.contracts.get(contract_id),
+                    facts.roles.get((user_id, contract_id), ()),
+                    source,
+                ),
+            )
+            for user_id, site_id, contract_id in keys
+        }
 
     def explain(
         self, request: CheckRequest, caller: str = LIBRARY, min_data_version: int | None = None

@@ -33,6 +33,7 @@ class Runtime:
         try:
             self.log.close()
         finally:
+            self.decider.close()
             self.db.dispose()
 
     def __enter__(self) -> Runtime:

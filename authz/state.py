@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from authz.db import IDLE_BEFORE_PING
+from authz.errors import Unavailable
 from authz.models import ServiceState
 
 
@@ -53,3 +59,99 @@ def bump_data_version(session: Session) -> int:
     return int(
         session.execute(select(ServiceState.data_version).where(ServiceState.id == 1)).scalar_one()
     )
+
+
+# The one statement a warm decision sends: is the store still at the version we hold facts of?
+VERSION_SQL = "SELECT data_version FROM service_state WHERE id = 1"
+
+
+class VersionProbe:
+    """Reads the store's data version in one statement on a connection kept for that alone.
+
+    Every decision asks it first, so it skips what a pooled statement pays: the pool's
+    checkout, SQLAlchemy's execution, and on PostgreSQL planning (its connection keeps the
+    default `plan_cache_mode`, so the prepared statement is planned once). Each thread of
+    each process has its own connection, outside any transaction: every read is a fresh
+    snapshot. A connection that fails is dropped; when it had sat idle long enough to have
+    gone stale (a restarted server), the read is tried once more on a new one.
+
+    :raises Unavailable: from `read` when the store cannot answer.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[Any] = []
+
+    def read(self) -> int:
+        held = getattr(self._local, "held", None)
+        if held is None or held[0] != os.getpid():
+            return self._read(self._connect())
+        _pid, conn, used = held
+        stale = time.monotonic() - used >= IDLE_BEFORE_PING
+        try:
+            return self._read(conn)
+        except Unavailable:
+            if not stale:
+                raise
+        return self._read(self._connect())
+
+    def _read(self, conn: Any) -> int:
+        try:
+            cursor = conn.cursor()
+            try:
+                if self._postgres:
+                    cursor.execute(VERSION_SQL, prepare=True)
+                else:
+                    cursor.execute(VERSION_SQL)
+                # fetchall: SQLite ends the statement's read transaction only once it is
+                # stepped to its end; fetchone would keep that snapshot open.
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        except Exception as exc:
+            self._drop(conn)
+            raise Unavailable(f"the data store cannot answer: {exc.__class__.__name__}") from exc
+        self._local.held = (os.getpid(), conn, time.monotonic())
+        return int(rows[0][0])
+
+    def _connect(self) -> Any:
+        try:
+            pooled = self._engine.raw_connection()
+            pooled.detach()  # ours until closed; the pool opens another in its place
+            conn = pooled.dbapi_connection
+            if self._postgres:
+                conn.autocommit = True
+                conn.execute("SET plan_cache_mode = auto")
+            else:  # a pooled connection may carry a reader's deadline, long past
+                conn.set_progress_handler(None, 0)
+        except Exception as exc:
+            raise Unavailable(f"the data store cannot answer: {exc.__class__.__name__}") from exc
+        with self._lock:
+            self._open.append(conn)
+        return conn
+
+    def _drop(self, conn: Any) -> None:
+        self._local.held = None
+        with self._lock:
+            if conn in self._open:
+                self._open.remove(conn)
+        try:
+            conn.close()
+        except Exception:  # noqa: S110 - a broken connection may fail to close; it is gone
+            pass
+
+    def close(self) -> None:
+        """Close every connection this process opened (those of other threads too)."""
+        with self._lock:
+            conns, self._open = self._open, []
+        pid = os.getpid()
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception:  # noqa: S110
+                pass
+        if getattr(self._local, "held", None) is not None and self._local.held[0] == pid:
+            self._local.held = None

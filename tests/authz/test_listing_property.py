@@ -21,6 +21,7 @@ from authz.models import Base, Contract, DecisionChain, ServiceState, UserAccoun
 from authz.replica import BatchIn
 from authz.runtime import Runtime
 from authz.schema import GENESIS
+from authz.state import bump_data_version
 from tests.conftest import POLICIES
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -71,6 +72,7 @@ def reset(rt: Runtime) -> None:
         )
     rt.lister._contract_shapes.cache_clear()
     rt.lister._account_shapes.cache_clear()
+    rt.decider.cache.clear()  # the version went back to 0 and will count the same numbers again
 
 
 def build(rt: Runtime, contracts: list[dict], users: list[dict]) -> None:
@@ -101,6 +103,7 @@ def build(rt: Runtime, contracts: list[dict], users: list[dict]) -> None:
                 .where(Contract.contract_id.in_(foreign))
                 .values(source="aspire-old")
             )
+        bump_data_version(s)  # as every writer of the replica does
     for i, u in enumerate(users):
         rt.directory.put_user(
             f"U{i}", u["site"], f"u{i}@example.com", "active" if u["active"] else "disabled", NOW
@@ -108,6 +111,7 @@ def build(rt: Runtime, contracts: list[dict], users: list[dict]) -> None:
         with rt.db.write() as s:  # links straight in: they may predate a contract closing
             for a in sorted(u["links"]):
                 s.execute(insert(UserAccount).values(user_id=f"U{i}", account_id=a, linked_at=NOW))
+            bump_data_version(s)
 
 
 def drain(fetch: Callable[[str | None], Any], key: Callable[[Any], str]) -> list[str]:

@@ -1,0 +1,172 @@
+"""Facts remembered per data version: a warm decision reads the store's version and nothing
+else, and no decision is answered from facts of any version but the store's."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event, text
+
+from authz.decisions import CheckRequest
+from authz.runtime import Runtime
+from tests.conftest import T0, World, contract
+
+VIEW_C1 = CheckRequest("u1", "view", "C1")
+
+
+@pytest.fixture
+def linked(world: World) -> World:
+    world.site("default")
+    world.sync([contract("C1", "A1:Customer"), contract("C2", "A1:Customer")])
+    world.user("u1", "default", "A1")
+    return world
+
+
+@pytest.fixture
+def other(rt: Runtime) -> Iterator[Runtime]:
+    """A second runtime on the same store: another worker, or another host."""
+    runtime = Runtime.open(rt.settings)
+    yield runtime
+    runtime.close()
+
+
+@contextmanager
+def statements(rt: Runtime) -> Iterator[list[str]]:
+    """The statements the decider's pooled reads send while the block runs."""
+    sent: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        sent.append(statement)
+
+    event.listen(rt.db.read_engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        event.remove(rt.db.read_engine, "before_cursor_execute", seen)
+
+
+def probes(rt: Runtime) -> list[int]:
+    """Record each version the decider's probe reads."""
+    read: list[int] = []
+    probe = rt.decider._probe
+    original = probe.read
+
+    def counted() -> int:
+        read.append(original())
+        return read[-1]
+
+    probe.read = counted  # type: ignore[method-assign]
+    return read
+
+
+def test_a_warm_check_reads_only_the_data_version(rt: Runtime, linked: World) -> None:
+    assert rt.decider.check(VIEW_C1).allowed
+    read = probes(rt)
+    with statements(rt) as sent:
+        decisions = [rt.decider.check(VIEW_C1) for _ in range(5)]
+    assert all(d.allowed for d in decisions) and sent == []
+    assert read == [decisions[0].data_version] * 5
+
+
+def test_a_first_check_reads_its_facts_and_sends_no_probe(rt: Runtime, linked: World) -> None:
+    read = probes(rt)
+    with statements(rt) as sent:
+        assert rt.decider.check(VIEW_C1).allowed
+    assert len(sent) == 1 and read == []
+
+
+def test_a_change_made_by_another_process_is_seen_by_the_next_check(
+    rt: Runtime, other: Runtime, linked: World
+) -> None:
+    assert rt.decider.check(VIEW_C1).allowed
+    assert rt.decider.check(VIEW_C1).allowed  # now answered from remembered facts
+    version = other.directory.unlink("u1", "A1")
+    after = rt.decider.check(VIEW_C1)
+    assert not after.allowed and after.data_version == version
+    other.directory.link("u1", "A1", T0)
+    assert rt.decider.check(VIEW_C1).allowed
+
+
+def test_a_batch_mixing_remembered_and_new_facts_is_all_of_the_newest_version(
+    rt: Runtime, other: Runtime, linked: World
+) -> None:
+    assert rt.decider.check(VIEW_C1).allowed
+    version = other.directory.unlink("u1", "A1")
+    # C1's facts are remembered from before the unlink; C2's must be read, at the new
+    # version, and then C1's remembered ones are stale: both are read again.
+    decisions = rt.decider.check_batch([VIEW_C1, CheckRequest("u1", "view", "C2")])
+    assert [d.allowed for d in decisions] == [False, False]
+    assert {d.data_version for d in decisions} == {version}
+
+
+def test_each_site_has_facts_of_its_own(rt: Runtime, linked: World) -> None:
+    linked.site("other")
+    assert rt.decider.check(VIEW_C1).allowed
+    assert rt.decider.check(CheckRequest("u1", "view", "C1", site_id="default")).allowed
+    assert not rt.decider.check(CheckRequest("u1", "view", "C1", site_id="other")).allowed
+    assert rt.decider.check(CheckRequest("u1", "view", "C1", site_id="default")).allowed
+
+
+def test_a_store_put_back_to_an_older_version_is_not_answered_from_newer_facts(
+    rt: Runtime, linked: World
+) -> None:
+    """A restored backup: the version goes back, then counts up to the same number."""
+    held = rt.decider.check(VIEW_C1)
+    assert held.allowed
+    with rt.db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM user_accounts"))
+        conn.execute(text("UPDATE service_state SET data_version = data_version - 1"))
+    assert not rt.decider.check(VIEW_C1).allowed
+    with rt.db.engine.begin() as conn:
+        conn.execute(text("UPDATE service_state SET data_version = data_version + 1"))
+    after = rt.decider.check(VIEW_C1)
+    assert after.data_version == held.data_version and not after.allowed
+
+
+def test_concurrent_checks_never_answer_from_before_a_finished_write(
+    rt: Runtime, other: Runtime, linked: World
+) -> None:
+    """A writer links and unlinks in turn and publishes each version once its write has
+    answered; checkers on four threads, each answer must be of that version or newer, and
+    allowed exactly when the link was there at the version it names."""
+    linked_at: dict[int, bool] = {rt.decider.check(VIEW_C1).data_version: True}
+    published = [max(linked_at)]
+    stop = threading.Event()
+    failures: list[str] = []
+
+    def write() -> None:
+        for i in range(30):
+            if i % 2 == 0:
+                version, state = other.directory.unlink("u1", "A1"), False
+            else:
+                version, state = other.directory.link("u1", "A1", T0).data_version, True
+            linked_at[version] = state
+            published.append(version)
+
+    def check() -> None:
+        while not stop.is_set():
+            floor = published[-1]
+            try:
+                d = rt.decider.check(VIEW_C1)
+            except Exception as exc:  # noqa: BLE001 - a thread's error would go unseen
+                failures.append(repr(exc))
+                return
+            if d.data_version < floor:
+                failures.append(f"answered at {d.data_version} after {floor} was written")
+            elif d.data_version in linked_at and d.allowed != linked_at[d.data_version]:
+                failures.append(f"allowed={d.allowed} at {d.data_version}")
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        write()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert len(published) == 31
