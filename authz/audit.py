@@ -205,8 +205,7 @@ class SqlDecisionLog:
     def _reasons(self, e: LogEntry) -> tuple[str, ...]:
         if e.user is None or e.contract is None or self._policy.version != e.policy_version:
             return ()
-        evaluated = self._policy.evaluate(e.user, e.request["action"], e.contract)
-        return tuple(c.code for c in self._policy.reported(evaluated))
+        return self._policy.denial_codes(e.user, e.request["action"], e.contract)
 
 
 def _stored(row: dict[str, Any], digest: str) -> dict[str, Any]:

@@ -57,6 +57,8 @@ class Policy:
         )
         self._grants = {a: tuple(sorted(self._values("role_grants", X, a))) for a in self.actions}
         self._answers: dict[tuple[Any, ...], bool] = {}
+        self._codes: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        self._errors = 0  # answers not remembered because Polar raised
 
     @classmethod
     def load(cls, directory: Path) -> Policy:
@@ -100,6 +102,7 @@ class Policy:
         try:
             answer = bool(ask())
         except OsoError:
+            self._errors += 1
             return False
         if len(self._answers) >= MAX_REMEMBERED:
             self._answers.clear()
@@ -132,6 +135,25 @@ class Policy:
         (an unknown user or contract) hides the others."""
         failed = [c for c, passed in evaluated if not passed]
         return [c for c in failed if c.name in self.reported_alone] or failed
+
+    def denial_codes(self, user: Facts, action: str, contract: Facts) -> tuple[str, ...]:
+        """The codes of the conditions a deny of these facts reports, in order; remembered by
+        the whole input as answers are (the decision log asks this of every deny), except
+        when a condition raised."""
+        try:
+            key = (action, _frozen(user), _frozen(contract))
+            found = self._codes.get(key)
+        except TypeError:
+            key, found = None, None
+        if found is not None:
+            return found
+        errors = self._errors
+        found = tuple(c.code for c in self.reported(self.evaluate(user, action, contract)))
+        if key is not None and self._errors == errors:
+            if len(self._codes) >= MAX_REMEMBERED:
+                self._codes.clear()
+            self._codes[key] = found
+        return found
 
     def unknown_action(self, action: str, field: str = "action") -> FieldError | None:
         """The error for an action the policy does not declare, or None when it does."""

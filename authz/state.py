@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -121,7 +122,7 @@ class VersionProbe:
         try:
             pooled = self._engine.raw_connection()
             pooled.detach()  # ours until closed; the pool opens another in its place
-            conn = pooled.dbapi_connection
+            conn: Any = pooled.dbapi_connection
             if self._postgres:
                 conn.autocommit = True
                 conn.execute("SET plan_cache_mode = auto")
@@ -138,10 +139,8 @@ class VersionProbe:
         with self._lock:
             if conn in self._open:
                 self._open.remove(conn)
-        try:
+        with contextlib.suppress(Exception):  # a broken connection may fail to close
             conn.close()
-        except Exception:  # noqa: S110 - a broken connection may fail to close; it is gone
-            pass
 
     def close(self) -> None:
         """Close every connection this process opened (those of other threads too)."""
@@ -149,9 +148,7 @@ class VersionProbe:
             conns, self._open = self._open, []
         pid = os.getpid()
         for conn in conns:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: S110
-                pass
         if getattr(self._local, "held", None) is not None and self._local.held[0] == pid:
             self._local.held = None

@@ -218,3 +218,34 @@ def test_a_remembered_answer_is_the_answer_polar_gives(
         assert POLICY.holds(c.name, user, action, contract) == bool(
             POLICY._oso.query_rule_once(c.name, user, action, contract)
         )
+
+
+@settings(max_examples=200, deadline=None)
+@given(user=USERS, contract=CONTRACTS, action=st.sampled_from(list(Action)))
+def test_remembered_denial_codes_are_the_reported_conditions(
+    user: dict, contract: dict, action: str
+) -> None:
+    POLICY.denial_codes(user, action, contract)  # remembered now, if it was not
+    fresh = Policy.load(POLICIES)
+    expected = tuple(c.code for c in fresh.reported(fresh.evaluate(user, action, contract)))
+    assert POLICY.denial_codes(user, action, contract) == expected
+
+
+def test_denial_codes_are_not_remembered_when_a_condition_raised() -> None:
+    from polar.exceptions import PolarRuntimeError
+
+    policy = Policy.load(POLICIES)
+    real = policy._oso.query_rule_once
+    broken = {"on": True}
+
+    def flaky(name: str, *args: object) -> bool:
+        if broken["on"]:
+            raise PolarRuntimeError("the policy raised")
+        return bool(real(name, *args))
+
+    policy._oso.query_rule_once = flaky  # type: ignore[method-assign]
+    vendor = {**CONTRACT, "roles": ["Vendor"]}
+    during = policy.denial_codes(USER, "view", vendor)
+    assert during == ("USER_NOT_FOUND", "CONTRACT_NOT_FOUND")  # every condition failed
+    broken["on"] = False
+    assert policy.denial_codes(USER, "view", vendor) == ("NO_LINKED_PARTY_ROLE",)
