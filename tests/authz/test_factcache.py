@@ -41,11 +41,14 @@ def statements(rt: Runtime) -> Iterator[list[str]]:
     def seen(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
         sent.append(statement)
 
-    event.listen(rt.db.read_engine, "before_cursor_execute", seen)
+    engines = rt.db.read_engines
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", seen)
     try:
         yield sent
     finally:
-        event.remove(rt.db.read_engine, "before_cursor_execute", seen)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", seen)
 
 
 def probes(rt: Runtime) -> list[int]:

@@ -20,11 +20,13 @@ def statements(rt: Runtime) -> Iterator[list[str]]:
         if not statement.startswith(("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA")):
             seen.append(statement)
 
-    event.listen(rt.db.read_engine, "before_cursor_execute", record)
+    for engine in rt.db.read_engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(rt.db.read_engine, "before_cursor_execute", record)
+        for engine in rt.db.read_engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 def test_a_batch_reads_facts_in_one_statement(world: World, rt: Runtime) -> None:

@@ -50,12 +50,15 @@ def store_fails_after(rt: Runtime, statements: int) -> Iterator[None]:
             dbapi_conn.close()
         return probe_read(dbapi_conn)
 
-    event.listen(rt.db.read_engine, "before_cursor_execute", fail)
+    engines = rt.db.read_engines
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", fail)
     probe._read = fail_probe  # type: ignore[method-assign]
     try:
         yield
     finally:
-        event.remove(rt.db.read_engine, "before_cursor_execute", fail)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", fail)
         del probe._read
 
 
