@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
+import psycopg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from authz.db import Database
@@ -173,11 +174,9 @@ class Replica:
         parties = {
             (c.contract_id, p.account_id, p.role_type) for c in fresh_contracts for p in c.parties
         }
-        for rows in _chunks(sorted(parties)):
-            session.connection().execute(
-                insert(ContractParty),
-                [{"contract_id": c, "account_id": a, "role_type": r} for c, a, r in rows],
-            )
+        _insert_rows(
+            session, ContractParty, ("contract_id", "account_id", "role_type"), sorted(parties)
+        )
         if len(batch.contracts) + len(batch.accounts) >= ANALYZE_AFTER:
             _refresh_statistics(session)
         version = bump_data_version(session)
@@ -215,12 +214,9 @@ def _index_terms(session: Session, accounts: list[AccountIn]) -> None:
     for ids in _chunks([a.account_id for a in accounts]):
         session.execute(delete(AccountTerm).where(AccountTerm.account_id.in_(ids)))
     rows = [
-        {"term": t, "account_id": a.account_id}
-        for a in accounts
-        for t in sorted(account_terms(a.account_id, a.name))
+        (t, a.account_id) for a in accounts for t in sorted(account_terms(a.account_id, a.name))
     ]
-    for chunk in _chunks(rows):
-        session.connection().execute(insert(AccountTerm), chunk)
+    _insert_rows(session, AccountTerm, ("term", "account_id"), rows)
 
 
 def _record_role_types(session: Session, contracts: list[ContractIn]) -> None:
@@ -310,6 +306,9 @@ def _not_stale(
 def _upsert(session: Session, model: Any, key: str, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
+    if session.get_bind().dialect.name == "postgresql":
+        _copy_upsert(session, model, key, rows)
+        return
     for chunk in _chunks(rows):
         stmt = _dialect_insert(session, model)
         stmt = stmt.on_conflict_do_update(
@@ -318,6 +317,52 @@ def _upsert(session: Session, model: Any, key: str, rows: list[dict[str, Any]]) 
         )
         # Through Core: the ORM sent an upsert per row; Core sends a multi-row statement.
         session.connection().execute(stmt, chunk)
+
+
+def _copy_upsert(session: Session, model: Any, key: str, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: the rows COPYed into a temporary table dropped at commit, then one
+    INSERT ... SELECT ... ON CONFLICT DO UPDATE. psycopg had sent the multi-row upsert as a
+    pipeline of one message per row."""
+    table = model.__table__.name
+    staged = f"authz_upsert_{table}"
+    columns = tuple(rows[0])
+    names = ", ".join(columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
+    session.execute(text(f"DROP TABLE IF EXISTS pg_temp.{staged}"))
+    session.execute(
+        text(f"CREATE TEMP TABLE {staged} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
+    )
+    _insert_rows(session, staged, columns, [tuple(r[c] for c in columns) for r in rows])
+    session.execute(
+        text(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} "
+            f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
+        )
+    )
+
+
+def _insert_rows(
+    session: Session, model: Any, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """Insert many new rows in the session's transaction (`model` a mapped class, or on
+    PostgreSQL a table's name). On PostgreSQL through COPY: with
+    multi-row INSERT statements, psycopg spent more time finding the placeholders in each
+    long statement's text than the server spent storing its rows (profiled on a
+    30,000-contract batch: 7.1 s of parsing, 9.8 s waiting on the server)."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        for chunk in _chunks(rows):
+            conn.execute(insert(model), [dict(zip(columns, r, strict=True)) for r in chunk])
+        return
+    table = model if isinstance(model, str) else model.__table__.name
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:  # as SQLAlchemy would raise it, so callers see one kind
+        raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
 
 def _dialect_insert(session: Session, model: Any) -> Any:
