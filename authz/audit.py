@@ -17,9 +17,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 
 from authz.db import Database
 from authz.models import DecisionChain, DecisionRecord
@@ -180,7 +180,7 @@ class SqlDecisionLog:
                 rows.append(_stored(row, prev))
             # Core, not the ORM's bulk insert: this thread shares the worker's CPU (and GIL)
             # with the requests, and the ORM's per-row bookkeeping was a third of its work.
-            table = DecisionRecord.__table__
+            table = cast(Table, DecisionRecord.__table__)
             for start in range(0, len(rows), 500):
                 session.connection().execute(insert(table), rows[start : start + 500])
             session.execute(
