@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from authz.decisions import CheckRequest
-from authz.errors import InvalidInput, Refused
+from authz.errors import InvalidInput, Refused, Unavailable
 from authz.models import Contract, ContractParty
 from authz.replica import BatchIn
 from authz.runtime import Runtime
@@ -145,3 +145,32 @@ def test_status_reports_the_newest_extract_and_its_age(world: World, rt: Runtime
     assert f.extracted_at == T0 + timedelta(minutes=10)
     assert f.last_batch_id == "test#2"
     assert f.age_seconds(T0 + timedelta(minutes=12)) == 120
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("failing", ["parties", "upsert"])
+def test_a_copy_that_fails_is_unavailable_and_changes_nothing(
+    world: World, rt: Runtime, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """PostgreSQL syncs through COPY, outside SQLAlchemy's execution: a failure there still
+    becomes `Unavailable` (a 503) and rolls the whole batch back."""
+    import psycopg
+
+    world.sync([contract("C1", "A1:Customer")])
+    before = rt.replica.status().freshness.data_version
+    real = psycopg.Cursor.copy
+
+    def copy(self: psycopg.Cursor, statement: str, *args: object, **kw: object):  # type: ignore[no-untyped-def]
+        target = "contract_parties" if failing == "parties" else "authz_upsert_contracts"
+        if f"COPY {target} " in statement:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return real(self, statement, *args, **kw)
+
+    monkeypatch.setattr(psycopg.Cursor, "copy", copy)
+    with pytest.raises(Unavailable):
+        world.sync([contract("C2", "A1:Customer"), contract("C1", "A2:Customer")])
+    monkeypatch.undo()
+    assert rt.replica.status().freshness.data_version == before
+    assert count(rt, Contract) == 1
+    with rt.db.read() as s:
+        assert s.execute(select(ContractParty.account_id)).scalars().all() == ["A1"]
