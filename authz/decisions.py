@@ -165,17 +165,17 @@ class Decider:
         (policy_version, version), held = self.cache.held()
         if policy_version != self.policy.version:
             held = {}
-        missing = [k for k in dict.fromkeys(keys) if k not in held]
+        distinct = list(dict.fromkeys(keys))
+        missing = [k for k in distinct if k not in held]
         if not missing:
             current = self._probe.read()
             if current == version:
                 require_version(version, min_data_version)
                 return version, [held[k] for k in keys]
-            missing, held = list(dict.fromkeys(keys)), {}
+            missing, held = distinct, {}
         read_version, read = self._read_inputs(missing)
-        if read_version != version and held:
-            missing, held = list(dict.fromkeys(keys)), {}
-            read_version, read = self._read_inputs(missing)
+        if read_version != version and len(missing) < len(distinct):
+            read_version, read = self._read_inputs(distinct)
         require_version(read_version, min_data_version)
         self.cache.at(self.policy.version, read_version).update(read)
         return read_version, [read[k] if k in read else held[k] for k in keys]

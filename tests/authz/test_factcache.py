@@ -173,3 +173,14 @@ def test_concurrent_checks_never_answer_from_before_a_finished_write(
             t.join()
     assert failures == []
     assert len(published) == 31
+
+
+def test_a_pair_not_remembered_is_read_once_after_a_change(
+    rt: Runtime, other: Runtime, linked: World
+) -> None:
+    """Facts remembered of other pairs at an older version cost the new pair nothing."""
+    assert rt.decider.check(VIEW_C1).allowed
+    other.directory.unlink("u1", "A1")
+    with statements(rt) as sent:
+        assert not rt.decider.check(CheckRequest("u1", "view", "C2")).allowed
+    assert len(sent) == 1
