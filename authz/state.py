@@ -84,7 +84,7 @@ class VersionProbe:
         self._postgres = engine.dialect.name == "postgresql"
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._open: list[Any] = []
+        self._open: list[tuple[int, Any]] = []  # (pid, connection): a fork's are not its own
 
     def read(self) -> int:
         held = getattr(self._local, "held", None)
@@ -131,22 +131,22 @@ class VersionProbe:
         except Exception as exc:
             raise Unavailable(f"the data store cannot answer: {exc.__class__.__name__}") from exc
         with self._lock:
-            self._open.append(conn)
+            self._open.append((os.getpid(), conn))
         return conn
 
     def _drop(self, conn: Any) -> None:
         self._local.held = None
         with self._lock:
-            if conn in self._open:
-                self._open.remove(conn)
+            self._open = [(pid, c) for pid, c in self._open if c is not conn]
         with contextlib.suppress(Exception):  # a broken connection may fail to close
             conn.close()
 
     def close(self) -> None:
-        """Close every connection this process opened (those of other threads too)."""
-        with self._lock:
-            conns, self._open = self._open, []
+        """Close every connection this process opened (those of other threads too); never
+        one a parent process opened before a fork, which would end the parent's session."""
         pid = os.getpid()
+        with self._lock:
+            conns, self._open = [c for p, c in self._open if p == pid], []
         for conn in conns:
             with contextlib.suppress(Exception):
                 conn.close()

@@ -184,3 +184,22 @@ def test_a_pair_not_remembered_is_read_once_after_a_change(
     with statements(rt) as sent:
         assert not rt.decider.check(CheckRequest("u1", "view", "C2")).allowed
     assert len(sent) == 1
+
+
+def test_a_forked_child_closing_the_probe_leaves_the_parents_connection_alone(
+    rt: Runtime, linked: World
+) -> None:
+    import os
+
+    probe = rt.decider._probe
+    version = probe.read()
+    pid = os.fork()
+    if pid == 0:  # the child: what a worker's exit would do with an inherited runtime
+        try:
+            probe.close()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert probe.read() == version
+    held = probe._local.held
+    assert held is not None and held[0] == os.getpid()
