@@ -25,7 +25,6 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -33,161 +32,58 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 
+from authz.client_bodies import (
+    _list,
+    _obj,
+    _read_accounts_page,
+    _read_batch_item,
+    _read_contracts_page,
+    _read_decision,
+    _read_explanation,
+)
+from authz.client_results import (
+    AccountsPage,
+    AuthenticationFailed,
+    AuthzClientError,
+    BatchDecision,
+    Check,
+    Condition,
+    ContractsPage,
+    Decision,
+    EligibleAccount,
+    Explanation,
+    FieldProblem,
+    InvalidRequest,
+    ListedContract,
+    Problem,
+    ProtocolError,
+    Reason,
+    Unavailable,
+    _BadBody,
+)
+
 T = TypeVar("T")
 
-# Results -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The answer of `POST /v1/check`; `allowed` is True only when the service sent `true`."""
-
-    allowed: bool
-    decision_id: str
-    policy_version: str
-    data_version: int
-
-
-@dataclass(frozen=True)
-class BatchDecision(Decision):
-    correlation_id: str | None
-
-
-@dataclass(frozen=True)
-class Condition:
-    name: str
-    passed: bool
-    detail: str
-
-
-@dataclass(frozen=True)
-class Reason:
-    code: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Explanation(Decision):
-    conditions: tuple[Condition, ...]
-    reasons: tuple[Reason, ...]
-
-
-@dataclass(frozen=True)
-class Check:
-    """One question of a batch."""
-
-    user_id: str
-    action: str
-    contract_id: str
-    site_id: str | None = None
-    correlation_id: str | None = None
-
-
-@dataclass(frozen=True)
-class ListedContract:
-    contract_id: str
-    state: str
-    private_label: str | None
-    roles: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ContractsPage:
-    contracts: tuple[ListedContract, ...]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True)
-class EligibleAccount:
-    account_id: str
-    name: str
-
-
-@dataclass(frozen=True)
-class AccountsPage:
-    accounts: tuple[EligibleAccount, ...]
-    next_cursor: str | None
-
-
-# Errors ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FieldProblem:
-    field: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Problem:
-    """An RFC 9457 problem body as the service sent it; absent members are empty."""
-
-    status: int
-    code: str | None
-    title: str
-    detail: str
-    type: str
-    errors: tuple[FieldProblem, ...]
-
-
-class AuthzClientError(Exception):
-    """Root of every error of this client; none of them may be read as an allow."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        problem: Problem | None = None,
-        request_id: str = "",
-        attempts: int = 1,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.problem = problem
-        self.request_id = request_id
-        self.attempts = attempts
-
-    @property
-    def code(self) -> str | None:
-        return self.problem.code if self.problem else None
-
-    @property
-    def title(self) -> str:
-        return self.problem.title if self.problem else ""
-
-    @property
-    def detail(self) -> str:
-        return self.problem.detail if self.problem else ""
-
-    @property
-    def errors(self) -> tuple[FieldProblem, ...]:
-        return self.problem.errors if self.problem else ()
-
-
-class Unavailable(AuthzClientError):
-    """No answer in time: 503, connection failure or timeout, after the bounded retries."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.retry_after = retry_after
-
-
-class InvalidRequest(AuthzClientError):
-    """The service refused the request (a 4xx problem): `code`, `detail` and `errors` say why."""
-
-
-class AuthenticationFailed(AuthzClientError):
-    """The API key is missing, unknown or revoked (401), or lacks the scope (403)."""
-
-
-class ProtocolError(AuthzClientError):
-    """An answer this client cannot trust: unexpected status, not JSON, or the wrong shape."""
-
-
-class _BadBody(ValueError):
-    """A body that does not match the contract; becomes a ProtocolError with the call's ids."""
-
+__all__ = [
+    "AccountsPage",
+    "AuthenticationFailed",
+    "AuthzClient",
+    "AuthzClientError",
+    "BatchDecision",
+    "Check",
+    "Condition",
+    "ContractsPage",
+    "Decision",
+    "EligibleAccount",
+    "Explanation",
+    "FieldProblem",
+    "InvalidRequest",
+    "ListedContract",
+    "Problem",
+    "ProtocolError",
+    "Reason",
+    "Unavailable",
+]
 
 # The client --------------------------------------------------------------------------------
 
@@ -581,116 +477,6 @@ def _retry_after(response: requests.Response) -> float | None:
         except (TypeError, ValueError):
             return None
     return max(seconds, 0.0) if math.isfinite(seconds) else None
-
-
-def _obj(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _BadBody(f"{where}: expected an object")
-    return value
-
-
-def _field(obj: dict[str, Any], name: str, kind: type[T], where: str) -> T:
-    """A member of exactly JSON type `kind` (a bool is not an int, a string is not a bool)."""
-    if name not in obj:
-        raise _BadBody(f"{where}.{name} is missing")
-    value = obj[name]
-    if type(value) is not kind:
-        raise _BadBody(f"{where}.{name}: expected {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def _opt_str(obj: dict[str, Any], name: str, where: str) -> str | None:
-    """A member that must be present, as a string or null."""
-    if obj.get(name, "") is None:
-        return None
-    return _field(obj, name, str, where)
-
-
-def _list(obj: dict[str, Any], name: str, where: str) -> list[Any]:
-    return _field(obj, name, list, where)
-
-
-def _decision(raw: Any, where: str) -> dict[str, Any]:
-    o = _obj(raw, where)
-    return {
-        "allowed": _field(o, "allowed", bool, where) is True,
-        "decision_id": _field(o, "decision_id", str, where),
-        "policy_version": _field(o, "policy_version", str, where),
-        "data_version": _field(o, "data_version", int, where),
-    }
-
-
-def _read_decision(raw: Any) -> Decision:
-    return Decision(**_decision(raw, "body"))
-
-
-def _read_batch_item(raw: Any, where: str) -> BatchDecision:
-    correlation_id = _opt_str(_obj(raw, where), "correlation_id", where)
-    return BatchDecision(**_decision(raw, where), correlation_id=correlation_id)
-
-
-def _read_condition(raw: Any, where: str) -> Condition:
-    o = _obj(raw, where)
-    return Condition(
-        _field(o, "name", str, where),
-        _field(o, "passed", bool, where),
-        _field(o, "detail", str, where),
-    )
-
-
-def _read_reason(raw: Any, where: str) -> Reason:
-    o = _obj(raw, where)
-    return Reason(_field(o, "code", str, where), _field(o, "message", str, where))
-
-
-def _read_explanation(raw: Any) -> Explanation:
-    o = _obj(raw, "body")
-    conditions = _list(o, "conditions", "body")
-    reasons = _list(o, "reasons", "body")
-    explained = Explanation(
-        **_decision(o, "body"),
-        conditions=tuple(_read_condition(c, f"conditions[{i}]") for i, c in enumerate(conditions)),
-        reasons=tuple(_read_reason(r, f"reasons[{i}]") for i, r in enumerate(reasons)),
-    )
-    if explained.allowed and explained.reasons:
-        raise _BadBody("an allow that gives reasons for a deny")
-    return explained
-
-
-def _read_contract(raw: Any, where: str) -> ListedContract:
-    o = _obj(raw, where)
-    roles = _list(o, "roles", where)
-    if not all(type(r) is str for r in roles):
-        raise _BadBody(f"{where}.roles: expected strings")
-    return ListedContract(
-        contract_id=_field(o, "contract_id", str, where),
-        state=_field(o, "state", str, where),
-        private_label=_opt_str(o, "private_label", where),
-        roles=tuple(roles),
-    )
-
-
-def _read_account(raw: Any, where: str) -> EligibleAccount:
-    o = _obj(raw, where)
-    return EligibleAccount(_field(o, "account_id", str, where), _field(o, "name", str, where))
-
-
-def _read_contracts_page(raw: Any) -> ContractsPage:
-    o = _obj(raw, "body")
-    items = _list(o, "contracts", "body")
-    return ContractsPage(
-        tuple(_read_contract(c, f"contracts[{i}]") for i, c in enumerate(items)),
-        _opt_str(o, "next_cursor", "body"),
-    )
-
-
-def _read_accounts_page(raw: Any) -> AccountsPage:
-    o = _obj(raw, "body")
-    items = _list(o, "accounts", "body")
-    return AccountsPage(
-        tuple(_read_account(a, f"accounts[{i}]") for i, a in enumerate(items)),
-        _opt_str(o, "next_cursor", "body"),
-    )
 
 
 # Requests and pages ------------------------------------------------------------------------
