@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
@@ -64,14 +65,18 @@ def bump_data_version(session: Session) -> int:
 
 # The one statement a warm decision sends: is the store still at the version we hold facts of?
 VERSION_SQL = "SELECT data_version FROM service_state WHERE id = 1"
+# Its name on each PostgreSQL probe connection, prepared once when the connection opens.
+VERSION_STATEMENT = b"authz_version_probe"
 
 
 class VersionProbe:
     """Reads the store's data version in one statement on a connection kept for that alone.
 
     Every decision asks it first, so it skips what a pooled statement pays: the pool's
-    checkout, SQLAlchemy's execution, and on PostgreSQL planning (its connection keeps the
-    default `plan_cache_mode`, so the prepared statement is planned once). Each thread of
+    checkout, SQLAlchemy's execution, and on PostgreSQL parsing and planning (the statement
+    is prepared once per connection, under the default `plan_cache_mode`) and the cursor:
+    it is executed through libpq directly (`PGconn.exec_prepared`, binary result), which
+    costs about half of a psycopg cursor's execute (measured 25 against 47-68 us). Each thread of
     each process has its own connection, outside any transaction: every read is a fresh
     snapshot. A connection that fails is dropped; when it had sat idle long enough to have
     gone stale (a restarted server), the read is tried once more on a new one.
@@ -101,34 +106,29 @@ class VersionProbe:
 
     def _read(self, conn: Any) -> int:
         try:
-            cursor = conn.cursor()
-            try:
-                if self._postgres:
-                    cursor.execute(VERSION_SQL, prepare=True)
-                else:
-                    cursor.execute(VERSION_SQL)
-                # fetchall: SQLite ends the statement's read transaction only once it is
-                # stepped to its end; fetchone would keep that snapshot open.
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
+            version = _read_postgres(conn) if self._postgres else _read_sqlite(conn)
         except Exception as exc:
             self._drop(conn)
             raise Unavailable(f"the data store cannot answer: {exc.__class__.__name__}") from exc
         self._local.held = (os.getpid(), conn, time.monotonic())
-        return int(rows[0][0])
+        return version
 
     def _connect(self) -> Any:
+        conn: Any = None
         try:
             pooled = self._engine.raw_connection()
             pooled.detach()  # ours until closed; the pool opens another in its place
-            conn: Any = pooled.dbapi_connection
+            conn = pooled.dbapi_connection
             if self._postgres:
                 conn.autocommit = True
                 conn.execute("SET plan_cache_mode = auto")
+                _check(conn.pgconn.prepare(VERSION_STATEMENT, VERSION_SQL.encode()))
             else:  # a pooled connection may carry a reader's deadline, long past
                 conn.set_progress_handler(None, 0)
         except Exception as exc:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
             raise Unavailable(f"the data store cannot answer: {exc.__class__.__name__}") from exc
         with self._lock:
             self._open.append((os.getpid(), conn))
@@ -152,3 +152,31 @@ class VersionProbe:
                 conn.close()
         if getattr(self._local, "held", None) is not None and self._local.held[0] == pid:
             self._local.held = None
+
+
+def _read_sqlite(conn: Any) -> int:
+    cursor = conn.cursor()
+    try:
+        cursor.execute(VERSION_SQL)
+        # fetchall: SQLite ends the statement's read transaction only once it is stepped to
+        # its end; fetchone would keep that snapshot open.
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    return int(rows[0][0])
+
+
+def _read_postgres(conn: Any) -> int:
+    """Execute the prepared probe on the psycopg connection's libpq handle, binary result
+    (a big-endian bigint); libpq runs without the GIL while it waits."""
+    result = _check(conn.pgconn.exec_prepared(VERSION_STATEMENT, None, result_format=1))
+    if result.ntuples != 1:
+        raise LookupError(f"service_state holds {result.ntuples} rows with id 1")
+    return int.from_bytes(result.get_value(0, 0), "big", signed=True)
+
+
+def _check(result: Any) -> Any:
+    """The libpq result, or psycopg's error for it (a lost connection, a missing table)."""
+    if result.status not in (psycopg.pq.ExecStatus.COMMAND_OK, psycopg.pq.ExecStatus.TUPLES_OK):
+        raise psycopg.OperationalError(result.error_message.decode(errors="replace").strip())
+    return result

@@ -203,3 +203,41 @@ def test_a_forked_child_closing_the_probe_leaves_the_parents_connection_alone(
     assert probe.read() == version
     held = probe._local.held
     assert held is not None and held[0] == os.getpid()
+
+
+def kill_probe_connection(rt: Runtime) -> None:
+    """End the probe's connection from outside: on PostgreSQL the server ends its session
+    (waiting up to 5 s for it to end); on SQLite the handle is closed."""
+    conn = rt.decider._probe._local.held[1]
+    if rt.db.engine.dialect.name == "postgresql":
+        with rt.db.engine.connect() as c:
+            pid = conn.info.backend_pid
+            c.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+    else:
+        conn.close()
+
+
+def test_a_probe_connection_lost_is_a_refusal_then_a_new_connection(
+    rt: Runtime, linked: World
+) -> None:
+    """A warm check whose probe cannot read answers nothing; the next one connects again."""
+    from authz.errors import Unavailable
+
+    assert rt.decider.check(VIEW_C1).allowed
+    assert rt.decider.check(VIEW_C1).allowed  # warm: the probe's connection is open
+    kill_probe_connection(rt)
+    with pytest.raises(Unavailable):
+        rt.decider.check(VIEW_C1)
+    assert rt.decider._probe._local.held is None
+    assert rt.decider.check(VIEW_C1).allowed
+    assert rt.decider._probe._local.held is not None
+
+
+def test_a_state_row_missing_is_a_refusal_not_a_version(rt: Runtime, linked: World) -> None:
+    from authz.errors import Unavailable
+
+    assert rt.decider.check(VIEW_C1).allowed
+    with rt.db.engine.begin() as c:
+        c.execute(text("DELETE FROM service_state WHERE id = 1"))
+    with pytest.raises(Unavailable):
+        rt.decider._probe.read()
