@@ -17,11 +17,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 
-from authz.db import Database
+from authz.db import Database, insert_rows
 from authz.models import DecisionChain, DecisionRecord
 from authz.policy import Facts, Policy
 
@@ -161,33 +161,41 @@ class SqlDecisionLog:
                 self.observer.backlog(self.backlog())
 
     def _write(self, entries: list[LogEntry]) -> None:
-        # The reasons of denies ask the policy: before the transaction, which on SQLite holds
-        # the one write lock of the store while it lasts.
+        # Everything that costs CPU happens before the transaction, which on SQLite holds the
+        # one write lock of the store (links, syncs and the other workers' logs wait on it):
+        # the reasons of denies, and the chain itself, built on the head as read now. Inside,
+        # the head is read again under the lock; only when another worker's log moved it in
+        # between is the chain built again there.
         entries = [
             e if e.reasons is not None or e.allowed else replace(e, reasons=self._reasons(e))
             for e in entries
         ]
+        with self.db.read() as session:
+            seen = session.execute(_HEAD).one()
+        rows = self._chain(seen[0], seen[1], entries)
         with self.db.write() as session:
-            head = session.execute(
-                select(DecisionChain).where(DecisionChain.id == 1).with_for_update()
-            ).scalar_one()
-            seq, prev = head.last_seq, head.last_hash
-            rows = []
-            for e in entries:
-                seq += 1
-                row = self._row(seq, prev, e)
-                prev = entry_hash(prev, row)
-                rows.append(_stored(row, prev))
-            # Core, not the ORM's bulk insert: this thread shares the worker's CPU (and GIL)
-            # with the requests, and the ORM's per-row bookkeeping was a third of its work.
-            table = cast(Table, DecisionRecord.__table__)
-            for start in range(0, len(rows), 500):
-                session.connection().execute(insert(table), rows[start : start + 500])
+            head = session.execute(_HEAD.with_for_update()).one()
+            if tuple(head) != tuple(seen):
+                rows = self._chain(head[0], head[1], entries)
+            # Not the ORM's bulk insert: this thread shares the worker's CPU (and GIL) with
+            # the requests, and the ORM's per-row bookkeeping was a third of its work.
+            insert_rows(session, DecisionRecord.__table__, RECORD_COLUMNS, rows)
             session.execute(
                 update(DecisionChain)
                 .where(DecisionChain.id == 1)
-                .values(last_seq=seq, last_hash=prev)
+                .values(last_seq=rows[-1][0], last_hash=rows[-1][-1])
             )
+
+    def _chain(self, seq: int, prev: str, entries: list[LogEntry]) -> list[tuple[Any, ...]]:
+        """The entries as rows of RECORD_COLUMNS, chained after (seq, prev)."""
+        rows = []
+        for e in entries:
+            seq += 1
+            row = self._row(seq, prev, e)
+            prev = entry_hash(prev, row)
+            stored = _stored(row, prev)
+            rows.append(tuple(stored[c] for c in RECORD_COLUMNS))
+        return rows
 
     def _row(self, seq: int, prev: str, e: LogEntry) -> dict[str, Any]:
         reasons = () if e.reasons is None else e.reasons
@@ -209,6 +217,28 @@ class SqlDecisionLog:
         if e.user is None or e.contract is None or self._policy.version != e.policy_version:
             return ()
         return self._policy.denial_codes(e.user, e.request["action"], e.contract)
+
+
+# The head of the chain: the last entry's seq and hash.
+_HEAD = select(DecisionChain.last_seq, DecisionChain.last_hash).where(DecisionChain.id == 1)
+
+# The columns `_stored` fills, in the order they are written (seq first, hash last).
+RECORD_COLUMNS = (
+    "seq",
+    "decision_id",
+    "at",
+    "caller",
+    "kind",
+    "input",
+    "allowed",
+    "reasons",
+    "policy_version",
+    "data_version",
+    "prev_hash",
+    "user_id",
+    "contract_id",
+    "hash",
+)
 
 
 def _stored(row: dict[str, Any], digest: str) -> dict[str, Any]:

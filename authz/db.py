@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DBAPIError,
@@ -262,3 +263,38 @@ def _store_errors() -> Iterator[None]:
     except (OperationalError, InterfaceError, InternalError, PoolTimeout) as exc:
         cause = getattr(exc, "orig", None) or exc
         raise Unavailable(f"the data store cannot answer: {cause.__class__.__name__}") from exc
+
+
+def insert_rows(
+    session: Session, model: Any, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """Insert many new rows in the session's transaction (`model` a mapped class or a
+    `Table`, or on PostgreSQL a table's name). On PostgreSQL through COPY: with multi-row
+    INSERT statements, psycopg spent more time finding the placeholders in each long
+    statement's text than the server spent storing its rows (profiled on a 30,000-contract
+    sync: 7.1 s of parsing, 9.8 s waiting on the server; the decision log's writer spent
+    90-120 us of CPU per entry, against about 40 on SQLite)."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            batch.append(dict(zip(columns, row, strict=True)))
+            if len(batch) == INSERT_CHUNK:
+                conn.execute(insert(model), batch)
+                batch = []
+        if batch:
+            conn.execute(insert(model), batch)
+        return
+    table = model if isinstance(model, str) else getattr(model, "__table__", model).name
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:  # as SQLAlchemy would raise it, so callers see one kind
+        raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
+
+
+# Rows per INSERT statement on SQLite (its limit on bound values is 32,766 since 3.32).
+INSERT_CHUNK = 500

@@ -7,14 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-import psycopg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from authz.db import Database
+from authz.db import Database, insert_rows
 from authz.errors import FieldError, InvalidInput, Refused
 from authz.models import (
     Account,
@@ -185,7 +184,7 @@ class Replica:
         parties = {
             (c.contract_id, p.account_id, p.role_type) for c in fresh_contracts for p in c.parties
         }
-        _insert_rows(
+        insert_rows(
             session, ContractParty, ("contract_id", "account_id", "role_type"), sorted(parties)
         )
         if len(batch.contracts) + len(batch.accounts) >= ANALYZE_AFTER:
@@ -227,7 +226,7 @@ def _index_terms(session: Session, accounts: list[AccountIn]) -> None:
     rows = [
         (t, a.account_id) for a in accounts for t in sorted(account_terms(a.account_id, a.name))
     ]
-    _insert_rows(session, AccountTerm, ("term", "account_id"), rows)
+    insert_rows(session, AccountTerm, ("term", "account_id"), rows)
 
 
 def _record_role_types(session: Session, contracts: list[ContractIn]) -> None:
@@ -345,7 +344,7 @@ def _copy_upsert(session: Session, model: Any, key: str, rows: list[dict[str, An
     session.execute(
         text(f"CREATE TEMP TABLE {staged} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
     )
-    _insert_rows(session, staged, columns, [tuple(r[c] for c in columns) for r in rows])
+    insert_rows(session, staged, columns, [tuple(r[c] for c in columns) for r in rows])
     session.execute(
         text(
             f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} "
@@ -353,30 +352,6 @@ def _copy_upsert(session: Session, model: Any, key: str, rows: list[dict[str, An
         )
     )
     return staged
-
-
-def _insert_rows(
-    session: Session, model: Any, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]
-) -> None:
-    """Insert many new rows in the session's transaction (`model` a mapped class, or on
-    PostgreSQL a table's name). On PostgreSQL through COPY: with
-    multi-row INSERT statements, psycopg spent more time finding the placeholders in each
-    long statement's text than the server spent storing its rows (profiled on a
-    30,000-contract batch: 7.1 s of parsing, 9.8 s waiting on the server)."""
-    conn = session.connection()
-    if conn.dialect.name != "postgresql":
-        for chunk in _chunks(rows):
-            conn.execute(insert(model), [dict(zip(columns, r, strict=True)) for r in chunk])
-        return
-    table = model if isinstance(model, str) else model.__table__.name
-    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
-    try:
-        with driver.cursor() as cursor, cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-    except psycopg.Error as exc:  # as SQLAlchemy would raise it, so callers see one kind
-        raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
 
 def _dialect_insert(session: Session, model: Any) -> Any:

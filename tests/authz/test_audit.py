@@ -119,6 +119,31 @@ def test_pruning_keeps_the_chain_verifiable(logged: Runtime) -> None:
     assert audit.verify(logged.db) == (3, [])
 
 
+def test_a_chain_moved_by_another_worker_meanwhile_is_built_again(logged: Runtime) -> None:
+    """The chain is built before the write lock is taken; another worker's log writing in
+    between moves the head, and the entries are chained again after it, in the lock."""
+    other = Runtime.open(logged.settings)
+    try:
+        other.decider.check(CheckRequest("u1", "view", "C1"), caller="worker-2")
+        logged.decider.check(CheckRequest("u1", "view", "C2"), caller="worker-1")
+        build = logged.log._chain
+        built: list[int] = []
+
+        def meanwhile(seq: int, prev: str, entries: list) -> list:  # type: ignore[type-arg]
+            if not built:
+                other.log.flush()  # lands between this log's read of the head and its lock
+            built.append(seq)
+            return build(seq, prev, entries)
+
+        logged.log._chain = meanwhile  # type: ignore[method-assign]
+        logged.log.flush()
+    finally:
+        other.close()
+    assert built == [4, 5]  # built on the head as read, then again after worker-2's entry
+    assert audit.verify(logged.db) == (6, [])
+    assert [e.caller for e in audit.read(logged.db)][:2] == ["worker-1", "worker-2"]
+
+
 def test_a_failed_write_keeps_the_entries(logged: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     def down(entries: object) -> None:
         raise RuntimeError("store down")
