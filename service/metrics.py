@@ -11,6 +11,7 @@ older than the scrape.
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -59,8 +60,11 @@ LOG_WRITE_FAILURES = Counter(
 
 
 def count(endpoint: str, decisions: Iterable[Decision]) -> None:
-    for d in decisions:
-        DECISIONS.labels(endpoint, d.request.action, str(d.allowed).lower()).inc()
+    """Count decisions by action and answer: one increment per distinct pair, not per
+    decision (a batch of 100 paid 0.9 ms in label lookups and sample-file writes)."""
+    pairs = collections.Counter((d.request.action, d.allowed) for d in decisions)
+    for (action, allowed), n in pairs.items():
+        DECISIONS.labels(endpoint, action, "true" if allowed else "false").inc(n)
 
 
 class LogMetrics:

@@ -96,18 +96,23 @@ def test_openapi_documents_every_v1_route(client: FlaskClient) -> None:
 
 
 def test_metrics_count_decisions(client: FlaskClient, auth: dict) -> None:
-    line = 'authz_decisions_total{action="view",allowed="false",endpoint="check"}'
-
-    def counted() -> float:
+    def counted(endpoint: str, action: str) -> float:
+        line = f'authz_decisions_total{{action="{action}",allowed="false",endpoint="{endpoint}"}}'
         r = client.get("/metrics")
         assert r.status_code == 200 and r.mimetype == "text/plain"
         found = [x for x in r.text.splitlines() if x.startswith(line)]
         return float(found[0].split()[-1]) if found else 0.0
 
-    before = counted()
+    before = counted("check", "view")
     body = {"user_id": "u", "action": "view", "contract_id": "C"}
     client.post("/v1/check", json=body, headers=auth)
-    assert counted() == before + 1
+    assert counted("check", "view") == before + 1
+    # A batch counts every decision, by its action and answer.
+    views, payments = counted("batch", "view"), counted("batch", "make_payment")
+    checks = [body] * 3 + [{**body, "action": "make_payment"}] * 2
+    assert client.post("/v1/check/batch", json={"checks": checks}, headers=auth).status_code == 200
+    assert counted("batch", "view") == views + 3
+    assert counted("batch", "make_payment") == payments + 2
 
 
 def test_request_ids_are_echoed_or_made(client: FlaskClient, auth: dict) -> None:
