@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -142,8 +143,10 @@ class Decider:
         version, inputs = self._inputs(requests, min_data_version)
         policy = self.policy
         decisions, entries = [], []
-        for r, given in zip(requests, inputs, strict=True):
-            d = self._decision(r, policy.is_allowed(given.user, r.action, given.contract), version)
+        ids = decision_ids(len(requests))
+        for r, given, decision_id in zip(requests, inputs, ids, strict=True):
+            allowed = policy.is_allowed(given.user, r.action, given.contract, given.frozen)
+            d = self._decision(r, allowed, version, decision_id)
             decisions.append(d)
             entries.append(self._entry(d, caller, kind, None, given.user, given.contract))
         if self.log is not None:
@@ -246,11 +249,13 @@ class Decider:
             self.log.record([self._entry(decision, caller, "explain", codes, ufacts, cfacts)])
         return Explanation(decision, results, reasons)
 
-    def _decision(self, request: CheckRequest, allowed: bool, data_version: int) -> Decision:
+    def _decision(
+        self, request: CheckRequest, allowed: bool, data_version: int, decision_id: str = ""
+    ) -> Decision:
         return Decision(
             request=request,
             allowed=allowed,
-            decision_id=str(uuid.uuid4()),
+            decision_id=decision_id or decision_ids(1)[0],
             policy_version=self.policy.version,
             data_version=data_version,
             at=self.clock(),
@@ -287,3 +292,9 @@ class Decider:
             user,
             contract,
         )
+
+
+def decision_ids(n: int) -> list[str]:
+    """`n` random (version 4) UUIDs from one read of the system's random source."""
+    raw = os.urandom(16 * n)
+    return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * n, 16)]

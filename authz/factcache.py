@@ -10,9 +10,9 @@ nothing else. Facts of any other version are never used; a newer version forgets
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from authz.policy import Facts
+from authz.policy import Facts, FrozenFacts, freeze
 
 # (user_id, site_id, contract_id): the site changes the user's facts (R5).
 Key = tuple[str, str | None, str]
@@ -23,10 +23,15 @@ MAX_ENTRIES = 50_000
 
 @dataclass(frozen=True)
 class DecisionInput:
-    """What the policy is given for one (user, site, contract), whatever the action."""
+    """What the policy is given for one (user, site, contract), whatever the action; with
+    the facts frozen once, as the policy remembers its answers by them."""
 
     user: Facts
     contract: Facts
+    frozen: tuple[FrozenFacts, FrozenFacts] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "frozen", (freeze(self.user), freeze(self.contract)))
 
 
 class FactsCache:

@@ -14,6 +14,7 @@ from polar.exceptions import OsoError
 from authz.errors import FieldError, PolicyLoadError
 
 Facts = dict[str, Any]
+FrozenFacts = tuple[Any, ...]
 X = Variable("x")
 # Distinct fact sets whose answers a Policy keeps; past it, it starts afresh.
 MAX_REMEMBERED = 100_000
@@ -77,17 +78,26 @@ class Policy:
             )
         return cls(files)
 
-    def is_allowed(self, user: Facts, action: str, contract: Facts) -> bool:
+    def is_allowed(
+        self,
+        user: Facts,
+        action: str,
+        contract: Facts,
+        frozen: tuple[FrozenFacts, FrozenFacts] | None = None,
+    ) -> bool:
         """The policy's `allow` rule; any error inside it is a deny.
 
         The rule is a function of the facts it is given and nothing else, and a `Policy`
         never changes (a new version is a new `Policy`): so each answer is remembered by its
         whole input, and Polar runs once per distinct set of facts, not once per request.
         Facts are coarse (a status, a state, labels, role types), so there are few such sets.
-        An error is a deny now and is not remembered.
+        An error is a deny now and is not remembered. `frozen`: `(frozen(user),
+        frozen(contract))` when the caller keeps them, so they are not built again.
         """
+        if frozen is None:
+            frozen = (freeze(user), freeze(contract))
         return self._remembered(
-            ("allow", action, _frozen(user), _frozen(contract)),
+            ("allow", action, *frozen),
             lambda: self._oso.is_allowed(user, action, contract),
         )
 
@@ -123,7 +133,7 @@ class Policy:
     def holds(self, name: str, *args: Any) -> bool:
         """Whether the named condition holds for these facts (remembered as `is_allowed`
         answers are); an error counts as failed."""
-        key = (name, *(_frozen(a) if isinstance(a, dict) else a for a in args))
+        key = (name, *(freeze(a) if isinstance(a, dict) else a for a in args))
         return self._remembered(key, lambda: self._oso.query_rule_once(name, *args))
 
     def evaluate(self, user: Facts, action: str, contract: Facts) -> list[tuple[Condition, bool]]:
@@ -141,7 +151,7 @@ class Policy:
         the whole input as answers are (the decision log asks this of every deny), except
         when a condition raised."""
         try:
-            key = (action, _frozen(user), _frozen(contract))
+            key = (action, freeze(user), freeze(contract))
             found = self._codes.get(key)
         except TypeError:
             key, found = None, None
@@ -189,7 +199,7 @@ class Policy:
         return [r["bindings"] for r in self._oso.query_rule(rule, *args, accept_expression=False)]
 
 
-def _frozen(facts: Facts) -> tuple[Any, ...]:
+def freeze(facts: Facts) -> FrozenFacts:
     """Facts as a dictionary key (their lists as tuples)."""
     return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in facts.items())
 

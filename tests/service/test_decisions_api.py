@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from flask.testing import FlaskClient
 
@@ -132,6 +134,8 @@ def test_batch_of_1000_is_accepted_and_1001_refused(
     }
     ok = client.post("/v1/check/batch", json={"checks": [item] * 1000}, headers=auth)
     assert ok.status_code == 200 and len(ok.json["results"]) == 1000
+    ids = [uuid.UUID(x["decision_id"]) for x in ok.json["results"]]
+    assert len(set(ids)) == 1000 and {i.version for i in ids} == {4}
     too_many = client.post("/v1/check/batch", json={"checks": [item] * 1001}, headers=auth)
     assert too_many.status_code == 400
     empty = client.post("/v1/check/batch", json={"checks": []}, headers=auth)
