@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select, update
 
 from authz.db import Database, insert_rows
 from authz.models import DecisionChain, DecisionRecord
-from authz.policy import Facts, Policy
+from authz.policy import Facts, FrozenFacts, Policy
 
 log = logging.getLogger("authz.audit")
 
@@ -43,6 +43,7 @@ class LogEntry:
     reasons: tuple[str, ...] | None = None
     user: Facts | None = None
     contract: Facts | None = None
+    frozen: tuple[FrozenFacts, FrozenFacts] | None = None  # the facts as the policy keys them
 
 
 class LogObserver(Protocol):
@@ -166,17 +167,14 @@ class SqlDecisionLog:
         # the reasons of denies, and the chain itself, built on the head as read now. Inside,
         # the head is read again under the lock; only when another worker's log moved it in
         # between is the chain built again there.
-        entries = [
-            e if e.reasons is not None or e.allowed else replace(e, reasons=self._reasons(e))
-            for e in entries
-        ]
+        reasons = [self._reasons(e) for e in entries]
         with self.db.read() as session:
             seen = session.execute(_HEAD).one()
-        rows = self._chain(seen[0], seen[1], entries)
+        rows = self._chain(seen[0], seen[1], entries, reasons)
         with self.db.write() as session:
             head = session.execute(_HEAD.with_for_update()).one()
             if tuple(head) != tuple(seen):
-                rows = self._chain(head[0], head[1], entries)
+                rows = self._chain(head[0], head[1], entries, reasons)
             # Not the ORM's bulk insert: this thread shares the worker's CPU (and GIL) with
             # the requests, and the ORM's per-row bookkeeping was a third of its work.
             insert_rows(session, DecisionRecord.__table__, RECORD_COLUMNS, rows)
@@ -186,19 +184,21 @@ class SqlDecisionLog:
                 .values(last_seq=rows[-1][0], last_hash=rows[-1][-1])
             )
 
-    def _chain(self, seq: int, prev: str, entries: list[LogEntry]) -> list[tuple[Any, ...]]:
-        """The entries as rows of RECORD_COLUMNS, chained after (seq, prev)."""
+    def _chain(
+        self, seq: int, prev: str, entries: list[LogEntry], reasons: list[tuple[str, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """The entries (with their reasons) as rows of RECORD_COLUMNS, chained after (seq,
+        prev)."""
         rows = []
-        for e in entries:
+        for e, why in zip(entries, reasons, strict=True):
             seq += 1
-            row = self._row(seq, prev, e)
+            row = self._row(seq, prev, e, why)
             prev = entry_hash(prev, row)
             stored = _stored(row, prev)
             rows.append(tuple(stored[c] for c in RECORD_COLUMNS))
         return rows
 
-    def _row(self, seq: int, prev: str, e: LogEntry) -> dict[str, Any]:
-        reasons = () if e.reasons is None else e.reasons
+    def _row(self, seq: int, prev: str, e: LogEntry, reasons: tuple[str, ...]) -> dict[str, Any]:
         return {
             "seq": seq,
             "decision_id": e.decision_id,
@@ -214,9 +214,13 @@ class SqlDecisionLog:
         }
 
     def _reasons(self, e: LogEntry) -> tuple[str, ...]:
+        """The entry's reasons: as given, none for an allow, else the policy's for the deny
+        (when the facts came with it and its policy is still this one)."""
+        if e.reasons is not None or e.allowed:
+            return e.reasons or ()
         if e.user is None or e.contract is None or self._policy.version != e.policy_version:
             return ()
-        return self._policy.denial_codes(e.user, e.request["action"], e.contract)
+        return self._policy.denial_codes(e.user, e.request["action"], e.contract, e.frozen)
 
 
 # The head of the chain: the last entry's seq and hash.

@@ -25,7 +25,7 @@ from authz.facts import (
     user_facts,
 )
 from authz.models import Site
-from authz.policy import Policy
+from authz.policy import FrozenFacts, Policy
 from authz.state import VersionProbe, read_freshness
 
 MAX_BATCH = 1000
@@ -148,7 +148,9 @@ class Decider:
             allowed = policy.is_allowed(given.user, r.action, given.contract, given.frozen)
             d = self._decision(r, allowed, version, decision_id)
             decisions.append(d)
-            entries.append(self._entry(d, caller, kind, None, given.user, given.contract))
+            entries.append(
+                self._entry(d, caller, kind, None, given.user, given.contract, given.frozen)
+            )
         if self.log is not None:
             self.log.record(entries)
         return decisions
@@ -269,6 +271,7 @@ class Decider:
         reasons: tuple[str, ...] | None,
         user: dict[str, Any],
         contract: dict[str, Any],
+        frozen: tuple[FrozenFacts, FrozenFacts] | None = None,
     ) -> LogEntry:
         r = d.request
         request: dict[str, Any] = {
@@ -291,6 +294,7 @@ class Decider:
             reasons,
             user,
             contract,
+            frozen,
         )
 
 

@@ -146,12 +146,20 @@ class Policy:
         failed = [c for c, passed in evaluated if not passed]
         return [c for c in failed if c.name in self.reported_alone] or failed
 
-    def denial_codes(self, user: Facts, action: str, contract: Facts) -> tuple[str, ...]:
+    def denial_codes(
+        self,
+        user: Facts,
+        action: str,
+        contract: Facts,
+        frozen: tuple[FrozenFacts, FrozenFacts] | None = None,
+    ) -> tuple[str, ...]:
         """The codes of the conditions a deny of these facts reports, in order; remembered by
         the whole input as answers are (the decision log asks this of every deny), except
-        when a condition raised."""
+        when a condition raised. `frozen` as for `is_allowed`."""
+        if frozen is None:
+            frozen = (freeze(user), freeze(contract))
         try:
-            key = (action, freeze(user), freeze(contract))
+            key = (action, *frozen)
             found = self._codes.get(key)
         except TypeError:
             key, found = None, None

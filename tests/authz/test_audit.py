@@ -129,11 +129,11 @@ def test_a_chain_moved_by_another_worker_meanwhile_is_built_again(logged: Runtim
         build = logged.log._chain
         built: list[int] = []
 
-        def meanwhile(seq: int, prev: str, entries: list) -> list:  # type: ignore[type-arg]
+        def meanwhile(seq: int, prev: str, *rest: list) -> list:  # type: ignore[type-arg]
             if not built:
                 other.log.flush()  # lands between this log's read of the head and its lock
             built.append(seq)
-            return build(seq, prev, entries)
+            return build(seq, prev, *rest)
 
         logged.log._chain = meanwhile  # type: ignore[method-assign]
         logged.log.flush()
