@@ -8,6 +8,7 @@ policy that fails is refused, logged and counted (`authz_policy_refusals_total`)
 new workers load the last good copy again.
 """
 
+import gc
 import multiprocessing
 import os
 import shutil
@@ -81,6 +82,15 @@ def _put_policy_into_service(server):
     os.environ["AUTHZ_ASSURED_POLICY_VERSION"] = policy.version
     server.log.info("policy %s passed its fixtures; new workers serve it", policy.version[:12])
     return None
+
+
+def post_worker_init(worker):
+    """The app is loaded: what it built to start (modules, the policy, schemas, engines)
+    lives as long as the worker, so the cyclic garbage collector stops scanning it. Every
+    full collection walked all of it again; a batch of 100 checks spent 15-25% of its CPU
+    there (measured in-process, gc on against gc off or frozen)."""
+    gc.collect()
+    gc.freeze()
 
 
 def worker_exit(server, worker):
