@@ -32,12 +32,25 @@ class Load:
     p99_ms: float
     requests: int
     failures: int
+    # CPU the service's workers and the database server spent per request: what a request
+    # costs whatever the load generator (which shares these cores) costs itself.
+    worker_cpu_us: float
+    database_cpu_us: float
 
 
 def run(
-    base: str, key: str, cases: list[dict[str, Any]], scenario: str, users: int, seconds: int = 8
+    base: str,
+    key: str,
+    cases: list[dict[str, Any]],
+    scenario: str,
+    users: int,
+    seconds: int = 8,
+    master_pid: int | None = None,
 ) -> Load:
-    """Run `scenario` (Healthz, Check or Batch) with `users` concurrent connections."""
+    """Run `scenario` (Healthz, Check or Batch) with `users` concurrent connections; with
+    `master_pid` (gunicorn's), the CPU its workers and the database server spent too."""
+    workers = workers_of(master_pid) if master_pid is not None else []
+    before = cpu_seconds(workers), cpu_seconds(database_server_pids())
     with tempfile.TemporaryDirectory(prefix="authz-load-") as tmp:
         cases_file = Path(tmp) / "cases.json"
         cases_file.write_text(json.dumps(cases))
@@ -73,6 +86,11 @@ def run(
         )
         with open(f"{prefix}_stats.csv") as f:
             total = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+    spent = (
+        cpu_seconds(workers) - before[0],
+        cpu_seconds(database_server_pids()) - before[1],
+    )
+    count = max(1, int(total["Request Count"]))
     return Load(
         scenario,
         users,
@@ -81,14 +99,46 @@ def run(
         float(total["99%"]),
         int(total["Request Count"]),
         int(total["Failure Count"]),
+        round(spent[0] / count * 1e6, 1),
+        round(spent[1] / count * 1e6, 1),
     )
+
+
+def workers_of(master_pid: int) -> list[int]:
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def database_server_pids() -> list[int]:
+    """Every PostgreSQL server process on this machine (none for SQLite, in-process)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:  # ended meanwhile
+                continue
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of these processes, summed (those gone count nothing)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def peak_rss_mb(master_pid: int) -> list[float]:
     """VmHWM (peak resident set) of each child of the gunicorn master, in MB."""
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
     peaks = []
-    for pid in children:
+    for pid in workers_of(master_pid):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 peaks.append(int(line.split()[1]) / 1024)
