@@ -46,9 +46,11 @@ def run(
     users: int,
     seconds: int = 8,
     master_pid: int | None = None,
+    rate: float | None = None,
 ) -> Load:
-    """Run `scenario` (Healthz, Check or Batch) with `users` concurrent connections; with
-    `master_pid` (gunicorn's), the CPU its workers and the database server spent too."""
+    """Run `scenario` (Healthz, Check or Batch; HealthzPaced or CheckPaced at `rate`
+    requests/s in all) with `users` concurrent connections; with `master_pid` (gunicorn's),
+    the CPU its workers and the database server spent too."""
     workers = workers_of(master_pid) if master_pid is not None else []
     before = cpu_seconds(workers), cpu_seconds(database_server_pids())
     with tempfile.TemporaryDirectory(prefix="authz-load-") as tmp:
@@ -79,7 +81,12 @@ def run(
                 scenario,
             ],
             cwd=ROOT,
-            env={**os.environ, "BENCH_KEY": key, "BENCH_CASES": str(cases_file)},
+            env={
+                **os.environ,
+                "BENCH_KEY": key,
+                "BENCH_CASES": str(cases_file),
+                "BENCH_RATE_PER_USER": str((rate or users) / users),
+            },
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
