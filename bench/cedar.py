@@ -10,7 +10,7 @@ imports this module.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from importlib.metadata import version
 from itertools import combinations
 from pathlib import Path
@@ -29,7 +29,7 @@ from authz.facts import (
     user_facts,
 )
 from authz.policy import Facts, Policy
-from bench.common import timed
+from bench.common import timed_together
 
 if TYPE_CHECKING:
     from authz.decisions import CheckRequest
@@ -201,40 +201,41 @@ def cedar_section(
         f"[{engine}] same rules, same facts: ours vs Cedar (cedarpy {version('cedarpy')}), ms",
         "oso floor",
     )
-    floor = report.add(
-        engine,
-        where,
-        "oso.is_allowed, trivial rule (floor)",
-        timed(lambda: trivial.is_allowed({}, "view", {}), calls),
-    )
-
-    def add(name: str, fn: Callable[[], object]) -> float:
-        return report.add(engine, where, name, timed(fn, calls), floor)
 
     # Each call draws a case as the other rows of the bench do; the draw costs the same in all.
     def pick() -> Case:
         return random.choice(facts)
 
-    theirs = add("cedar: is_authorized, entities built per call", lambda: cedar.decide(*pick()))
-    report.rows[-1]["agreed"] = agreed
     # Warm: the facts of every request remembered at the store's current version. The rows
     # before this section changed the data (the checks right after a change), which leaves
     # what was remembered at an older version; without this, most "warm" checks read facts.
     rt.decider.check_batch(requests)
-    ours = {
-        "policy": add(
-            "ours: Policy.is_allowed, same facts (warm, remembered)",
-            lambda: rt.policy.is_allowed(*pick()),
-        ),
+    names = {
+        "floor": "oso.is_allowed, trivial rule (floor)",
+        "cedar": "cedar: is_authorized, entities built per call",
+        "policy": "ours: Policy.is_allowed, same facts (warm, remembered)",
         # What Polar costs each time without that memory: Cedar keeps none.
-        "polar": add(
-            "ours: Polar evaluating allow, nothing remembered (oso.is_allowed)",
-            lambda: rt.policy._oso.is_allowed(*pick()),
-        ),
-        "check": add(
-            "ours: decider.check, warm (store's version read + policy + log)",
-            lambda: rt.decider.check(random.choice(requests)),
-        ),
+        "polar": "ours: Polar evaluating allow, nothing remembered (oso.is_allowed)",
+        "check": "ours: decider.check, warm (store's version read + policy + log)",
+    }
+    # Timed in alternating turns: the machine is shared, and a slow minute must not fall on
+    # Cedar's rows or on ours alone.
+    samples = timed_together(
+        {
+            "floor": lambda: trivial.is_allowed({}, "view", {}),
+            "cedar": lambda: cedar.decide(*pick()),
+            "policy": lambda: rt.policy.is_allowed(*pick()),
+            "polar": lambda: rt.policy._oso.is_allowed(*pick()),
+            "check": lambda: rt.decider.check(random.choice(requests)),
+        },
+        calls,
+    )
+    floor = report.add(engine, where, names["floor"], samples["floor"])
+    theirs = report.add(engine, where, names["cedar"], samples["cedar"], floor)
+    report.rows[-1]["agreed"] = agreed
+    ours = {
+        key: report.add(engine, where, names[key], samples[key], floor)
+        for key in ("policy", "polar", "check")
     }
     report.rows[-4]["ratio_to_cedar"] = 1.0
     for row, p50 in zip(report.rows[-3:], ours.values(), strict=True):

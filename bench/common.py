@@ -38,6 +38,19 @@ def timed(fn: Callable[[], object], calls: int) -> list[float]:
     return out
 
 
+def timed_together(
+    fns: dict[str, Callable[[], object]], calls: int, rounds: int = 10
+) -> dict[str, list[float]]:
+    """Each function timed `calls` times as `timed` does, in `rounds` turns taken in
+    alternation, so that what slows the machine for a while (it is shared) slows them all
+    alike and their ratios hold."""
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            out[name].extend(timed(fn, max(1, calls // rounds)))
+    return out
+
+
 class Report:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
