@@ -200,9 +200,9 @@ class SqlDecisionLog:
         for e, why in zip(entries, reasons, strict=True):
             seq += 1
             row = self._row(seq, prev, e, why)
-            prev = entry_hash(prev, row)
-            stored = _stored(row, prev)
-            rows.append(tuple(stored[c] for c in RECORD_COLUMNS))
+            digest = entry_hash(prev, row)
+            rows.append(_stored(row, e, prev, digest))
+            prev = digest
         return rows
 
     def _row(self, seq: int, prev: str, e: LogEntry, reasons: tuple[str, ...]) -> dict[str, Any]:
@@ -233,7 +233,7 @@ class SqlDecisionLog:
 # The head of the chain: the last entry's seq and hash.
 _HEAD = select(DecisionChain.last_seq, DecisionChain.last_hash).where(DecisionChain.id == 1)
 
-# The columns `_stored` fills, in the order they are written (seq first, hash last).
+# The columns of a stored entry, in the order `_stored` gives them.
 RECORD_COLUMNS = (
     "seq",
     "decision_id",
@@ -252,16 +252,24 @@ RECORD_COLUMNS = (
 )
 
 
-def _stored(row: dict[str, Any], digest: str) -> dict[str, Any]:
-    return {
-        **row,
-        "at": datetime.fromisoformat(row["at"]),
-        "user_id": row["input"]["user_id"],
-        "contract_id": row["input"]["contract_id"],
-        "input": orjson.dumps(row["input"], option=orjson.OPT_SORT_KEYS).decode(),
-        "reasons": orjson.dumps(row["reasons"]).decode(),
-        "hash": digest,
-    }
+def _stored(row: dict[str, Any], e: LogEntry, prev: str, digest: str) -> tuple[Any, ...]:
+    """The hashed content `row` of entry `e` as a row of RECORD_COLUMNS."""
+    return (
+        row["seq"],
+        e.decision_id,
+        e.at,
+        e.caller,
+        e.kind,
+        orjson.dumps(e.request, option=orjson.OPT_SORT_KEYS).decode(),
+        e.allowed,
+        orjson.dumps(row["reasons"]).decode(),
+        e.policy_version,
+        e.data_version,
+        prev,
+        e.request["user_id"],
+        e.request["contract_id"],
+        digest,
+    )
 
 
 # --- reading, verifying, pruning ----------------------------------------------------------
