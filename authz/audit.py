@@ -3,9 +3,12 @@
 `DecisionLog` is the port the decider writes to. `SqlDecisionLog` buffers entries in memory
 and a background thread writes them in bulk every `interval` seconds (or sooner when
 `max_buffer` entries wait). `close()` writes what is left, so a graceful stop loses nothing;
-a crash (SIGKILL, power loss) loses at most the entries of the last `interval` seconds of
-that process. Reasons of a denied check are worked out by the writer thread, from the facts
-the decision was made on, with its own copy of the same policy version.
+a crash (SIGKILL, power loss) loses what that process had not yet written: the entries of
+the last `interval` seconds while the writer keeps up, and never more than `max_backlog` +
+`max_buffer` entries (the backlog and the write under way), since a decision that would take
+the backlog past `max_backlog` waits for room or is not answered (503). Reasons of a denied
+check are worked out by the writer thread, from the facts the decision was made on, with its
+own copy of the same policy version.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import orjson
 from sqlalchemy import delete, func, select, update
 
 from authz.db import Database, insert_rows
+from authz.errors import Unavailable
 from authz.models import DecisionChain, DecisionRecord
 from authz.policy import Facts, FrozenFacts, Policy
 
@@ -103,16 +107,30 @@ class SqlDecisionLog:
     """A durable, hash-chained log in the service's own database."""
 
     def __init__(
-        self, db: Database, policy: Policy, interval: float = 0.2, max_buffer: int = 5000
+        self,
+        db: Database,
+        policy: Policy,
+        interval: float = 0.2,
+        max_buffer: int = 5000,
+        max_backlog: int = 20_000,
+        max_wait: float = 2.0,
     ) -> None:
+        """`max_buffer` entries waiting wake the writer, and it writes at most that many in
+        one transaction. Past `max_backlog` entries waiting (the writer does not keep up, or
+        the store is down), a decision waits up to `max_wait` seconds for room, then is
+        `Unavailable`: the backlog, what a crash can lose and the memory it takes are
+        bounded, and a decision the log cannot take is not answered."""
         self.db = db
         # The writer thread asks the policy for reasons; oso instances are not shared
         # across threads, so it has its own copy of the same files.
         self._policy = Policy(policy.files)
         self.interval = interval
         self.max_buffer = max_buffer
+        self.max_backlog = max_backlog
+        self.max_wait = max_wait
         self._buffer: list[LogEntry] = []
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified as the writer takes entries
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
@@ -121,7 +139,23 @@ class SqlDecisionLog:
         self._thread.start()
 
     def record(self, entries: Sequence[LogEntry]) -> None:
-        with self._lock:
+        """Buffer the entries for the writer.
+
+        :raises Unavailable: when they would still take the backlog past `max_backlog`
+            after `max_wait` seconds (nothing is buffered then).
+        """
+        n = len(entries)
+        with self._room:
+            if self._buffer and len(self._buffer) + n > self.max_backlog:
+                self._wake.set()
+                if not self._room.wait_for(
+                    lambda: not self._buffer or len(self._buffer) + n <= self.max_backlog,
+                    self.max_wait,
+                ):
+                    raise Unavailable(
+                        f"the decision log is behind ({len(self._buffer)} entries not yet "
+                        "written); try again shortly"
+                    )
             self._buffer.extend(entries)
             full = len(self._buffer) >= self.max_buffer
         if full:
@@ -132,21 +166,24 @@ class SqlDecisionLog:
             return len(self._buffer)
 
     def flush(self) -> None:
-        """Write everything buffered now.
+        """Write everything buffered, `max_buffer` entries per transaction, until none wait.
 
         :raises Unavailable: when the store cannot answer (the entries stay buffered).
         """
         with self._write_lock:
-            with self._lock:
-                pending, self._buffer = self._buffer, []
-            if not pending:
-                return
-            try:
-                self._write(pending)
-            except Exception:
-                with self._lock:  # keep them, in order, for the next try
-                    self._buffer[:0] = pending
-                raise
+            while True:
+                with self._room:
+                    chunk = self._buffer[: self.max_buffer]
+                    del self._buffer[: self.max_buffer]
+                    self._room.notify_all()
+                if not chunk:
+                    return
+                try:
+                    self._write(chunk)
+                except Exception:
+                    with self._lock:  # keep them, in order, for the next try
+                        self._buffer[:0] = chunk
+                    raise
 
     def close(self) -> None:
         """Stop the writer and write what is left."""

@@ -58,7 +58,7 @@ class Runtime:
         db = db or Database.from_url(settings.database_url, settings.read_timeout_ms)
         if migrate:
             upgrade(db.engine)
-        log = SqlDecisionLog(db, policy)
+        log = SqlDecisionLog(db, policy, max_wait=settings.read_timeout_ms / 1000)
         return cls(
             settings=settings,
             db=db,

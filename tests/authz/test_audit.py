@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from sqlalchemy import delete, select, update
 
 from authz import audit
 from authz.decisions import CheckRequest
+from authz.errors import Unavailable
 from authz.models import DecisionRecord
 from authz.runtime import Runtime
 from tests.conftest import World, contract
@@ -192,6 +194,88 @@ def test_the_writer_reports_its_backlog_and_failed_writes(
     while watcher.backlogs[-1] != 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert watcher.backlogs[-1] == 0 and len(audit.read(logged.db)) == 5
+
+
+def test_the_writer_writes_at_most_max_buffer_entries_per_transaction(
+    logged: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So the memory a write takes is bounded however far behind the writer is."""
+    sizes: list[int] = []
+    write = logged.log._write
+
+    def counted(entries: list[audit.LogEntry]) -> None:
+        sizes.append(len(entries))
+        write(entries)
+
+    monkeypatch.setattr(logged.log, "_write", counted)
+    monkeypatch.setattr(logged.log, "max_buffer", 4)
+    logged.decider.check_batch([CheckRequest("u1", "view", "C1")] * 10)
+    logged.log.flush()
+    assert max(sizes) == 4 and sum(sizes) == 10
+    assert audit.verify(logged.db) == (4 + 10, [])
+
+
+def test_past_the_backlog_bound_a_decision_is_unavailable_and_not_recorded(
+    logged: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store refusing writes: entries pile up to `max_backlog`; a decision past it waits
+    `max_wait`, then is a 503 that buffered nothing. Every decision answered is written once
+    the store is back."""
+
+    def down(entries: object) -> None:
+        raise RuntimeError("store down")
+
+    monkeypatch.setattr(logged.log, "_write", down)
+    monkeypatch.setattr(logged.log, "max_backlog", 3)
+    monkeypatch.setattr(logged.log, "max_wait", 0.3)
+    logged.decider.check(CheckRequest("u1", "view", "C1"))
+    logged.decider.check_batch([CheckRequest("u1", "view", "C1")] * 2)
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="decision log is behind"):
+        logged.decider.check(CheckRequest("u1", "view", "C1"))
+    assert time.monotonic() - started >= 0.3
+    with pytest.raises(Unavailable):
+        logged.decider.explain(CheckRequest("u1", "view", "C1", site_id="default"))
+    assert logged.log.backlog() == 3
+    monkeypatch.undo()
+    logged.log.flush()
+    assert audit.verify(logged.db) == (4 + 3, [])
+
+
+def test_a_decision_waits_for_room_while_the_writer_catches_up(
+    logged: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow write holds the backlog at its bound: the next decision waits (no answer, no
+    error) and is answered as soon as the writer takes the waiting entries."""
+    writing, release = threading.Event(), threading.Event()
+    write = logged.log._write
+
+    def slow(entries: list[audit.LogEntry]) -> None:
+        writing.set()
+        release.wait(10)
+        write(entries)
+
+    monkeypatch.setattr(logged.log, "_write", slow)
+    monkeypatch.setattr(logged.log, "max_backlog", 2)
+    monkeypatch.setattr(logged.log, "max_wait", 10.0)
+    logged.decider.check(CheckRequest("u1", "view", "C1"))
+    assert writing.wait(5)  # the writer holds that entry
+    logged.decider.check_batch([CheckRequest("u1", "view", "C1")] * 2)
+    answered: list[bool] = []
+    waiting = threading.Thread(
+        target=lambda: answered.append(
+            logged.decider.check(CheckRequest("u1", "view", "C1")).allowed
+        )
+    )
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive() and answered == [] and logged.log.backlog() == 2
+    release.set()
+    waiting.join(10)
+    assert answered == [True]
+    monkeypatch.undo()
+    logged.log.flush()
+    assert audit.verify(logged.db) == (4 + 4, [])
 
 
 # Any text, with lone surrogates left out: neither form can encode those.

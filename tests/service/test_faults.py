@@ -205,3 +205,29 @@ def _malformed_row_is_denied(client: FlaskClient, auth: dict, rt: Runtime, fault
         )
         conn.execute(BUMP)
     assert client.post("/v1/check", json=BODY, headers=auth).json["allowed"] is True
+
+
+def test_a_decision_log_that_cannot_take_more_is_a_503(
+    client: FlaskClient,
+    auth: dict,
+    rt: Runtime,
+    allowed_world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A decision that cannot be recorded is not answered: problem+json 503, never a result."""
+
+    def down(entries: object) -> None:
+        raise RuntimeError("store refuses writes")
+
+    monkeypatch.setattr(rt.log, "_write", down)
+    monkeypatch.setattr(rt.log, "max_backlog", 1)
+    monkeypatch.setattr(rt.log, "max_wait", 0.1)
+    assert client.post("/v1/check", json=BODY, headers=auth).json["allowed"] is True
+    r = client.post("/v1/check", json=BODY, headers=auth)
+    assert r.status_code == 503 and r.content_type == "application/problem+json"
+    assert "allowed" not in r.json and "decision log is behind" in r.json["detail"]
+    batch = client.post("/v1/check/batch", json={"checks": [BODY]}, headers=auth)
+    assert batch.status_code == 503 and "results" not in batch.json
+    monkeypatch.undo()
+    rt.log.flush()
+    assert client.post("/v1/check", json=BODY, headers=auth).json["allowed"] is True
