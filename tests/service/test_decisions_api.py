@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -135,7 +136,12 @@ def test_batch_of_1000_is_accepted_and_1001_refused(
     ok = client.post("/v1/check/batch", json={"checks": [item] * 1000}, headers=auth)
     assert ok.status_code == 200 and len(ok.json["results"]) == 1000
     ids = [uuid.UUID(x["decision_id"]) for x in ok.json["results"]]
-    assert len(set(ids)) == 1000 and {i.version for i in ids} == {4}
+    assert len(set(ids)) == 1000 and {i.version for i in ids} == {7}
+    assert {i.variant for i in ids} == {uuid.RFC_4122}
+    # Version 7 starts with the Unix time in ms: the time these were decided.
+    stamps = {i.int >> 80 for i in ids}
+    assert max(stamps) - min(stamps) < 60_000
+    assert abs(min(stamps) - time.time() * 1000) < 60_000
     too_many = client.post("/v1/check/batch", json={"checks": [item] * 1001}, headers=auth)
     assert too_many.status_code == 400
     empty = client.post("/v1/check/batch", json={"checks": []}, headers=auth)
