@@ -166,18 +166,20 @@ class SqlDecisionLog:
             return len(self._buffer)
 
     def flush(self) -> None:
-        """Write everything buffered, `max_buffer` entries per transaction, until none wait.
+        """Write what is buffered now, `max_buffer` entries per transaction. Entries that
+        come meanwhile wait for the next flush: chasing them would make many small writes.
 
         :raises Unavailable: when the store cannot answer (the entries stay buffered).
         """
         with self._write_lock:
-            while True:
+            with self._lock:
+                left = len(self._buffer)
+            while left:
                 with self._room:
-                    chunk = self._buffer[: self.max_buffer]
-                    del self._buffer[: self.max_buffer]
+                    chunk = self._buffer[: min(left, self.max_buffer)]
+                    del self._buffer[: len(chunk)]
                     self._room.notify_all()
-                if not chunk:
-                    return
+                left -= len(chunk)
                 try:
                     self._write(chunk)
                 except Exception:

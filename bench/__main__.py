@@ -211,6 +211,7 @@ def under_load(
                     p50_ms=run.p50_ms,
                     p99_ms=run.p99_ms,
                     failures=run.failures,
+                    **_failed(run),
                     worker_cpu_us=run.worker_cpu_us,
                     database_cpu_us=run.database_cpu_us,
                 )
@@ -248,6 +249,7 @@ def under_load(
                 p50_ms=paced.p50_ms,
                 p99_ms=paced.p99_ms,
                 failures=paced.failures,
+                **_failed(paced),
             )
         batch = load.run(srv.base, key, bodies, "Batch", 8, seconds, srv.pid)
         report.figure(
@@ -259,6 +261,7 @@ def under_load(
             p50_ms=batch.p50_ms,
             p99_ms=batch.p99_ms,
             failures=batch.failures,
+            **_failed(batch),
             worker_cpu_us=batch.worker_cpu_us,
             database_cpu_us=batch.database_cpu_us,
         )
@@ -280,6 +283,11 @@ def under_load(
         report.figure(
             engine, "memory", "peak RSS of the largest worker", max(peaks), "MB", workers=len(peaks)
         )
+
+
+def _failed(run: load.Load) -> dict[str, str]:
+    """What the failures were, when there were any: a figure with failures is not clean."""
+    return {"failed_with": run.failed_with} if run.failed_with else {}
 
 
 def _warm(base: str, key: str, bodies: list[dict[str, Any]], rounds: int = 12) -> None:

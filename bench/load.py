@@ -36,6 +36,7 @@ class Load:
     # costs whatever the load generator (which shares these cores) costs itself.
     worker_cpu_us: float
     database_cpu_us: float
+    failed_with: str  # locust's account of each kind of failure, "" when none failed
 
 
 def run(
@@ -93,6 +94,8 @@ def run(
         )
         with open(f"{prefix}_stats.csv") as f:
             total = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+        with open(f"{prefix}_failures.csv") as f:
+            why = "; ".join(f"{r['Occurrences']}x {r['Error']}" for r in csv.DictReader(f))
     spent = (
         cpu_seconds(workers) - before[0],
         cpu_seconds(database_server_pids()) - before[1],
@@ -108,6 +111,7 @@ def run(
         int(total["Failure Count"]),
         round(spent[0] / count * 1e6, 1),
         round(spent[1] / count * 1e6, 1),
+        why,
     )
 
 

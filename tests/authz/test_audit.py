@@ -215,6 +215,27 @@ def test_the_writer_writes_at_most_max_buffer_entries_per_transaction(
     assert audit.verify(logged.db) == (4 + 10, [])
 
 
+def test_a_flush_writes_what_waited_when_it_began_not_what_comes_meanwhile(
+    logged: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under steady load, chasing arrivals would turn one write per interval into a stream
+    of tiny ones (each a transaction, a head read and a commit)."""
+    sizes: list[int] = []
+    write = logged.log._write
+
+    def busy(entries: list[audit.LogEntry]) -> None:
+        sizes.append(len(entries))
+        if len(sizes) == 1:
+            logged.decider.check(CheckRequest("u1", "view", "C1"))  # arrives during the write
+        write(entries)
+
+    logged.log.close()  # no background writer taking turns with this test's flush
+    monkeypatch.setattr(logged.log, "_write", busy)
+    logged.decider.check_batch([CheckRequest("u1", "view", "C1")] * 3)
+    logged.log.flush()
+    assert sizes == [3] and logged.log.backlog() == 1
+
+
 def test_past_the_backlog_bound_a_decision_is_unavailable_and_not_recorded(
     logged: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,6 +246,7 @@ def test_past_the_backlog_bound_a_decision_is_unavailable_and_not_recorded(
     def down(entries: object) -> None:
         raise RuntimeError("store down")
 
+    logged.log.close()  # no background writer: its failing tries would make room a moment
     monkeypatch.setattr(logged.log, "_write", down)
     monkeypatch.setattr(logged.log, "max_backlog", 3)
     monkeypatch.setattr(logged.log, "max_wait", 0.3)

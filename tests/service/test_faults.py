@@ -219,6 +219,7 @@ def test_a_decision_log_that_cannot_take_more_is_a_503(
     def down(entries: object) -> None:
         raise RuntimeError("store refuses writes")
 
+    rt.log.close()  # no background writer: its failing tries would make room a moment
     monkeypatch.setattr(rt.log, "_write", down)
     monkeypatch.setattr(rt.log, "max_backlog", 1)
     monkeypatch.setattr(rt.log, "max_wait", 0.1)
