@@ -204,7 +204,11 @@ class DecisionRecord(Base):
     """One decision, hash-chained to the one before it (`seq` order)."""
 
     __tablename__ = "decisions"
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # On SQLite a primary key declared exactly INTEGER is the table's rowid: one B-tree less
+    # to write per entry than BIGINT, which gets an index of its own (same 64-bit range).
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
     decision_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     caller: Mapped[str] = mapped_column(String(128), nullable=False)

@@ -45,3 +45,11 @@ def revision(engine: Engine, message: str) -> None:
         config = alembic_config(engine)
         config.attributes["connection"] = conn
         command.revision(config, message=message, autogenerate=True)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to `revision` (an operator's way back from a release)."""
+    with engine.begin() as conn:
+        config = alembic_config(engine)
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
