@@ -173,3 +173,19 @@ def contract(
 @pytest.fixture
 def world(rt: Runtime) -> World:
     return World(rt)
+
+
+def log_refusing_writes(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, max_backlog: int, max_wait: float
+) -> None:
+    """The decision log of `rt` with its writes failing, `max_backlog` and `max_wait` set,
+    and no background writer (its failing tries would make room for a moment) until
+    `monkeypatch.undo()`; `rt.log.flush()` then writes what waits."""
+
+    def down(entries: object) -> None:
+        raise RuntimeError("the store refuses writes")
+
+    rt.log.close()
+    monkeypatch.setattr(rt.log, "_write", down)
+    monkeypatch.setattr(rt.log, "max_backlog", max_backlog)
+    monkeypatch.setattr(rt.log, "max_wait", max_wait)

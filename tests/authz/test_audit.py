@@ -18,7 +18,7 @@ from authz.decisions import CheckRequest
 from authz.errors import Unavailable
 from authz.models import DecisionRecord
 from authz.runtime import Runtime
-from tests.conftest import World, contract
+from tests.conftest import World, contract, log_refusing_writes
 
 
 @pytest.fixture
@@ -242,14 +242,7 @@ def test_past_the_backlog_bound_a_decision_is_unavailable_and_not_recorded(
     """The store refusing writes: entries pile up to `max_backlog`; a decision past it waits
     `max_wait`, then is a 503 that buffered nothing. Every decision answered is written once
     the store is back."""
-
-    def down(entries: object) -> None:
-        raise RuntimeError("store down")
-
-    logged.log.close()  # no background writer: its failing tries would make room a moment
-    monkeypatch.setattr(logged.log, "_write", down)
-    monkeypatch.setattr(logged.log, "max_backlog", 3)
-    monkeypatch.setattr(logged.log, "max_wait", 0.3)
+    log_refusing_writes(logged, monkeypatch, max_backlog=3, max_wait=0.3)
     logged.decider.check(CheckRequest("u1", "view", "C1"))
     logged.decider.check_batch([CheckRequest("u1", "view", "C1")] * 2)
     started = time.monotonic()

@@ -18,7 +18,7 @@ from authz import db as db_module
 from authz.config import Settings
 from authz.runtime import Runtime
 from service import create_app
-from tests.conftest import World, contract
+from tests.conftest import World, contract, log_refusing_writes
 
 BODY = {"user_id": "u1", "action": "view", "contract_id": "C1"}
 
@@ -215,14 +215,7 @@ def test_a_decision_log_that_cannot_take_more_is_a_503(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A decision that cannot be recorded is not answered: problem+json 503, never a result."""
-
-    def down(entries: object) -> None:
-        raise RuntimeError("store refuses writes")
-
-    rt.log.close()  # no background writer: its failing tries would make room a moment
-    monkeypatch.setattr(rt.log, "_write", down)
-    monkeypatch.setattr(rt.log, "max_backlog", 1)
-    monkeypatch.setattr(rt.log, "max_wait", 0.1)
+    log_refusing_writes(rt, monkeypatch, max_backlog=1, max_wait=0.1)
     assert client.post("/v1/check", json=BODY, headers=auth).json["allowed"] is True
     r = client.post("/v1/check", json=BODY, headers=auth)
     assert r.status_code == 503 and r.content_type == "application/problem+json"
