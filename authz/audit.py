@@ -8,27 +8,51 @@ the last `interval` seconds while the writer keeps up, and never more than `max_
 `max_buffer` entries (the backlog and the write under way), since a decision that would take
 the backlog past `max_backlog` waits for room or is not answered (503). Reasons of a denied
 check are worked out by the writer thread, from the facts the decision was made on, with its
-own copy of the same policy version.
+own copy of the same policy version. How entries are hashed, read, verified and pruned is
+`authz.audit_trail`, re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import select, update
 
+from authz.audit_trail import (
+    DecisionView,
+    Problem,
+    canonical,
+    content,
+    entry_hash,
+    prune,
+    read,
+    verify,
+)
 from authz.db import Database, insert_rows
 from authz.errors import Unavailable
 from authz.models import DecisionChain, DecisionRecord
 from authz.policy import Facts, FrozenFacts, Policy
+
+__all__ = [
+    "DecisionLog",
+    "DecisionView",
+    "LogEntry",
+    "LogObserver",
+    "Problem",
+    "SqlDecisionLog",
+    "canonical",
+    "content",
+    "entry_hash",
+    "prune",
+    "read",
+    "verify",
+]
 
 log = logging.getLogger("authz.audit")
 
@@ -69,38 +93,6 @@ class DecisionLog(Protocol):
     def close(self) -> None: ...
 
     def backlog(self) -> int: ...
-
-
-def canonical(row: dict[str, Any]) -> bytes:
-    """The bytes an entry's hash covers: JSON with sorted keys, no spaces, text as UTF-8.
-
-    Exactly `json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`
-    encoded, the form of the entries written before orjson (a property test holds the two
-    equal), built in a fifth of the time: the log's writer shares the worker's CPU.
-    """
-    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
-
-
-def entry_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    """sha256 over the previous hash and the entry's content (everything but its own hash)."""
-    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical(row)).hexdigest()
-
-
-def content(record: DecisionRecord) -> dict[str, Any]:
-    """The hashed content of a stored entry."""
-    return {
-        "seq": record.seq,
-        "decision_id": record.decision_id,
-        "at": record.at.isoformat(),
-        "caller": record.caller,
-        "kind": record.kind,
-        "input": json.loads(record.input),
-        "allowed": record.allowed,
-        "reasons": json.loads(record.reasons),
-        "policy_version": record.policy_version,
-        "data_version": record.data_version,
-        "prev_hash": record.prev_hash,
-    }
 
 
 class SqlDecisionLog:
@@ -309,135 +301,3 @@ def _stored(row: dict[str, Any], e: LogEntry, prev: str, digest: str) -> tuple[A
         e.request["contract_id"],
         digest,
     )
-
-
-# --- reading, verifying, pruning ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    seq: int
-    what: str
-
-
-def verify(db: Database, chunk: int = 5000) -> tuple[int, list[Problem]]:
-    """Walk the chain from its anchor; returns entries checked and every problem found."""
-    problems: list[Problem] = []
-    checked = 0
-    with db.read() as session:
-        head = session.execute(select(DecisionChain).where(DecisionChain.id == 1)).scalar_one()
-        expected_seq, prev = head.anchor_seq + 1, head.anchor_hash
-        for record in _walk(session, head.anchor_seq, chunk):
-            checked += 1
-            if record.seq != expected_seq:
-                problems.append(
-                    Problem(
-                        expected_seq,
-                        f"entries {expected_seq}..{record.seq - 1} are missing or out of order",
-                    )
-                )
-            if record.prev_hash != prev:
-                problems.append(
-                    Problem(
-                        record.seq,
-                        "does not follow the entry before it (deleted, inserted or reordered)",
-                    )
-                )
-            if entry_hash(record.prev_hash, content(record)) != record.hash:
-                problems.append(Problem(record.seq, "its content was changed after it was written"))
-            expected_seq, prev = record.seq + 1, record.hash
-        if head.last_seq != expected_seq - 1 or head.last_hash != prev:
-            problems.append(
-                Problem(
-                    head.last_seq,
-                    f"the chain should end at entry {head.last_seq}; "
-                    "the newest entries were removed or changed",
-                )
-            )
-    return checked, problems
-
-
-def _walk(session: Any, after: int, chunk: int) -> Iterator[DecisionRecord]:
-    while True:
-        batch = list(
-            session.scalars(
-                select(DecisionRecord)
-                .where(DecisionRecord.seq > after)
-                .order_by(DecisionRecord.seq)
-                .limit(chunk)
-            )
-        )
-        yield from batch
-        if len(batch) < chunk:
-            return
-        after = batch[-1].seq
-
-
-def prune(db: Database, before: datetime) -> int:
-    """Delete entries older than `before`; the chain keeps an anchor so it still verifies."""
-    with db.write() as session:
-        last = session.scalar(
-            select(func.max(DecisionRecord.seq)).where(DecisionRecord.at < before)
-        )
-        if last is None:
-            return 0
-        anchor = session.execute(
-            select(DecisionRecord.hash).where(DecisionRecord.seq == last)
-        ).scalar_one()
-        gone = session.execute(delete(DecisionRecord).where(DecisionRecord.seq <= last))
-        session.execute(
-            update(DecisionChain)
-            .where(DecisionChain.id == 1)
-            .values(anchor_seq=last, anchor_hash=anchor)
-        )
-        return int(getattr(gone, "rowcount", 0))
-
-
-@dataclass(frozen=True)
-class DecisionView:
-    seq: int
-    decision_id: str
-    at: datetime
-    caller: str
-    kind: str
-    input: dict[str, Any]
-    allowed: bool
-    reasons: list[str]
-    policy_version: str
-    data_version: int
-
-
-def read(
-    db: Database,
-    user_id: str | None = None,
-    contract_id: str | None = None,
-    since: datetime | None = None,
-    limit: int = 100,
-    before_seq: int | None = None,
-) -> list[DecisionView]:
-    """Entries newest first, filtered; `before_seq` continues a previous page."""
-    stmt = select(DecisionRecord).order_by(DecisionRecord.seq.desc()).limit(limit)
-    if user_id is not None:
-        stmt = stmt.where(DecisionRecord.user_id == user_id)
-    if contract_id is not None:
-        stmt = stmt.where(DecisionRecord.contract_id == contract_id)
-    if since is not None:
-        stmt = stmt.where(DecisionRecord.at >= since)
-    if before_seq is not None:
-        stmt = stmt.where(DecisionRecord.seq < before_seq)
-    with db.read() as session:
-        return [
-            DecisionView(
-                r.seq,
-                r.decision_id,
-                r.at,
-                r.caller,
-                r.kind,
-                json.loads(r.input),
-                r.allowed,
-                json.loads(r.reasons),
-                r.policy_version,
-                r.data_version,
-            )
-            for r in session.scalars(stmt)
-        ]
