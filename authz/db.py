@@ -94,11 +94,15 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(f"a pooled connection is dead: {exc}") from exc
 
 
+# How long a SQLite writer waits for its turn, and then for SQLite's own lock.
+SQLITE_WRITE_WAIT_S = 30
+
+
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_WRITE_WAIT_S}, **kwargs)
     # Multi-row INSERT statements, not executemany: sqlite3 takes the GIL back after each
     # row's step, and under busy threads each take waited its turn, stretching a decision
     # log write (and the store's one write lock it holds) past other writers' 30 s timeout.
@@ -278,9 +282,11 @@ class WriteTurns:
     503s (4 in 3 loads of 8 s), while with turns none did (0 in 6), same machine, alternating.
     """
 
-    def __init__(self, path: str, timeout: float = 30.0) -> None:
+    BUSY = "the store is busy with other writes; try again shortly"
+
+    def __init__(self, path: str, timeout: float = SQLITE_WRITE_WAIT_S) -> None:
         self.path = path
-        self.timeout = timeout  # as long as SQLite itself waits (connect timeout)
+        self.timeout = timeout
         self._pid = -1
         self._fd = -1
         self._threads = threading.Lock()
@@ -294,7 +300,7 @@ class WriteTurns:
             self._pid = os.getpid()
         deadline = time.monotonic() + self.timeout
         if not self._threads.acquire(timeout=self.timeout):
-            raise Unavailable("the store is busy with other writes; try again shortly")
+            raise Unavailable(self.BUSY)
         try:
             while True:
                 try:
@@ -302,9 +308,7 @@ class WriteTurns:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise Unavailable(
-                            "the store is busy with other writes; try again shortly"
-                        ) from None
+                        raise Unavailable(self.BUSY) from None
                     time.sleep(0.001)
             try:
                 yield

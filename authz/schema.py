@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -22,11 +24,18 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision` and make sure the single state row exists."""
+@contextmanager
+def _in_transaction(engine: Engine) -> Iterator[Config]:
+    """Alembic's config, its commands run on one connection in one transaction."""
     with engine.begin() as conn:
         config = alembic_config(engine)
         config.attributes["connection"] = conn
+        yield config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision` and make sure the single state row exists."""
+    with _in_transaction(engine) as config:
         command.upgrade(config, revision)
     with engine.begin() as conn:
         if conn.execute(select(ServiceState.id)).first() is None:
@@ -41,15 +50,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def revision(engine: Engine, message: str) -> None:
     """Autogenerate a migration from the models (a developer's tool)."""
-    with engine.begin() as conn:
-        config = alembic_config(engine)
-        config.attributes["connection"] = conn
+    with _in_transaction(engine) as config:
         command.revision(config, message=message, autogenerate=True)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Take the schema back to `revision` (an operator's way back from a release)."""
-    with engine.begin() as conn:
-        config = alembic_config(engine)
-        config.attributes["connection"] = conn
+    with _in_transaction(engine) as config:
         command.downgrade(config, revision)
