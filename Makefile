@@ -38,6 +38,8 @@ lint: $(STAMP) ## ruff and mypy
 
 bench: $(STAMP) ## decisions and lists at 1,000,000 contracts, SQLite and PostgreSQL, in-process and HTTP
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	@command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk) \
+	  || { echo "make bench needs wrk, the load generator (Debian package wrk)"; exit 1; }
 	$(BIN)/python -m bench
 
 clean: ## remove the virtualenv and local data

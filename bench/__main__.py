@@ -7,7 +7,7 @@ prints, each beside a floor measured in the same run:
 - in-process p50/p99 in ms beside a bare `oso.is_allowed` on a trivial rule, and beside AWS
   Cedar (cedarpy) deciding the same rules on the same facts (bench/cedar.py);
 - over HTTP, one connection, beside `/healthz` served by the same gunicorn config;
-- under load from a second process (locust, bench/load.py) at 1, 8 and 64 connections,
+- under load from a second process (wrk, bench/load.py) at 1, 8 and 64 connections,
   requests/s and p50/p99 beside `/healthz` under the same load; a batch of 100; the peak
   RSS of the workers;
 - the sync rate of one 100,000-contract batch (bench/sync.py).
@@ -187,19 +187,19 @@ def over_http(
 def under_load(
     url: str, key: str, c: dict[str, Any], report: Report, engine: str, seconds: int
 ) -> None:
-    """Throughput at 1, 8 and 64 connections from locust, beside /healthz in the same run."""
+    """Throughput at 1, 8 and 64 connections from wrk, beside /healthz in the same run."""
     bodies = [
         {"user_id": r.user_id, "action": r.action, "contract_id": r.contract_id}
         for r in c["allowed"] + c["denied"]
     ]
     with served(url) as srv:
-        print(f"\n[{engine}] under load: locust from a second process, {seconds} s each")
+        print(f"\n[{engine}] under load: wrk from a second process, {seconds} s each")
         _warm(srv.base, key, bodies)
         singles: dict[int, load.Load] = {}
         floors: dict[int, float] = {}
         for users in (1, 8, 64):
-            floor = load.run(srv.base, key, bodies, "Healthz", users, seconds, srv.pid)
-            got = load.run(srv.base, key, bodies, "Check", users, seconds, srv.pid)
+            floor = load.run(srv.base, key, bodies, "get", users, seconds, srv.pid)
+            got = load.run(srv.base, key, bodies, "check", users, seconds, srv.pid)
             singles[users], floors[users] = got, floor.requests_per_s
             for run, name in ((floor, "GET /healthz (floor)"), (got, "POST /v1/check")):
                 report.figure(
@@ -235,15 +235,12 @@ def under_load(
         # the empty endpoint answered at 8. At saturation (above) every connection waits in
         # the queue, and the latency is connections / throughput whatever a request costs.
         rate = round(floors[8] / 2)
-        for scenario, name in (
-            ("HealthzPaced", "GET /healthz (floor)"),
-            ("CheckPaced", "POST /v1/check"),
-        ):
-            paced = load.run(srv.base, key, bodies, scenario, 8, seconds, srv.pid, rate)
+        for mode, name in (("get", "GET /healthz (floor)"), ("check", "POST /v1/check")):
+            paced = load.run(srv.base, key, bodies, mode, 8, seconds, srv.pid, rate)
             report.figure(
                 engine,
                 "http load",
-                f"{name}, 8 connections paced at {rate} requests/s in all",
+                f"{name}, 8 connections paced at about {rate} requests/s in all",
                 paced.requests_per_s,
                 "requests/s",
                 p50_ms=paced.p50_ms,
@@ -251,7 +248,7 @@ def under_load(
                 failures=paced.failures,
                 **_failed(paced),
             )
-        batch = load.run(srv.base, key, bodies, "Batch", 8, seconds, srv.pid)
+        batch = load.run(srv.base, key, bodies, "batch", 8, seconds, srv.pid)
         report.figure(
             engine,
             "http load",
