@@ -2,11 +2,11 @@
 
 `DecisionLog` is the port the decider writes to. `SqlDecisionLog` buffers entries in memory
 and a background thread writes them in bulk every `interval` seconds (or sooner when
-`max_buffer` entries wait). `close()` writes what is left, so a graceful stop loses nothing;
-a crash (SIGKILL, power loss) loses what that process had not yet written: the entries of
-the last `interval` seconds while the writer keeps up, and never more than `max_backlog` +
-`max_buffer` entries (the backlog and the write under way), since a decision that would take
-the backlog past `max_backlog` waits for room or is not answered (503). Reasons of a denied
+`max_buffer` entries wait). Before a decision is answered its entries are in the process's
+journal (`authz.journal`), so a crash of the process loses none: another process of the same
+store writes what the store lacks. A decision that would take the backlog past
+`max_backlog` waits for room or is not answered (503): memory stays bounded while the store
+is slow or down. Reasons of a denied
 check are worked out by the writer thread, from the facts the decision was made on, with its
 own copy of the same policy version. How entries are hashed, read, verified and pruned is
 `authz.audit_trail`, re-exported here.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,7 @@ from authz.audit_trail import (
 )
 from authz.db import Database, insert_rows
 from authz.errors import Unavailable
+from authz.journal import Journal, Orphan
 from authz.models import DecisionChain, DecisionRecord
 from authz.policy import Facts, FrozenFacts, Policy
 
@@ -49,6 +51,8 @@ __all__ = [
     "canonical",
     "content",
     "entry_hash",
+    "entry_of_line",
+    "journal_line",
     "prune",
     "read",
     "verify",
@@ -102,17 +106,21 @@ class SqlDecisionLog:
         self,
         db: Database,
         policy: Policy,
+        journal: Journal | None,
         interval: float = 0.2,
         max_buffer: int = 5000,
         max_backlog: int = 20_000,
         max_wait: float = 2.0,
     ) -> None:
-        """`max_buffer` entries waiting wake the writer, and it writes at most that many in
-        one transaction. Past `max_backlog` entries waiting (the writer does not keep up, or
-        the store is down), a decision waits up to `max_wait` seconds for room, then is
-        `Unavailable`: the backlog, what a crash can lose and the memory it takes are
-        bounded, and a decision the log cannot take is not answered."""
+        """`journal` is in the store's journal directory (`Settings.journal`; None for a
+        store in memory, which a crash loses whole). `max_buffer`
+        entries waiting wake the writer, and it writes at most that many in one transaction.
+        Past `max_backlog` entries waiting (the writer does not keep up, or the store is
+        down), a decision waits up to `max_wait` seconds for room, then is `Unavailable`:
+        the backlog and the memory it takes are bounded, and a decision the log cannot take
+        is not answered."""
         self.db = db
+        self.journal = journal
         # The writer thread asks the policy for reasons; oso instances are not shared
         # across threads, so it has its own copy of the same files.
         self._policy = Policy(policy.files)
@@ -131,12 +139,14 @@ class SqlDecisionLog:
         self._thread.start()
 
     def record(self, entries: Sequence[LogEntry]) -> None:
-        """Buffer the entries for the writer.
+        """Journal the entries, then buffer them for the writer.
 
         :raises Unavailable: when they would still take the backlog past `max_backlog`
-            after `max_wait` seconds (nothing is buffered then).
+            after `max_wait` seconds, or the journal cannot be written (nothing is recorded
+            then).
         """
         n = len(entries)
+        lines = b"".join(map(journal_line, entries)) if self.journal is not None else b""
         with self._room:
             if self._buffer and len(self._buffer) + n > self.max_backlog:
                 self._wake.set()
@@ -148,6 +158,8 @@ class SqlDecisionLog:
                         f"the decision log is behind ({len(self._buffer)} entries not yet "
                         "written); try again shortly"
                     )
+            if self.journal is not None:
+                self.journal.append(lines)
             self._buffer.extend(entries)
             full = len(self._buffer) >= self.max_buffer
         if full:
@@ -158,14 +170,17 @@ class SqlDecisionLog:
             return len(self._buffer)
 
     def flush(self) -> None:
-        """Write what is buffered now, `max_buffer` entries per transaction. Entries that
-        come meanwhile wait for the next flush: chasing them would make many small writes.
+        """Write what is buffered now, `max_buffer` entries per transaction, then delete the
+        journal segments that held it. Entries that come meanwhile go to a new segment and
+        wait for the next flush: chasing them would make many small writes.
 
         :raises Unavailable: when the store cannot answer (the entries stay buffered).
         """
         with self._write_lock:
             with self._lock:
                 left = len(self._buffer)
+                if self.journal is not None:
+                    self.journal.seal()
             while left:
                 with self._room:
                     chunk = self._buffer[: min(left, self.max_buffer)]
@@ -178,16 +193,74 @@ class SqlDecisionLog:
                     with self._lock:  # keep them, in order, for the next try
                         self._buffer[:0] = chunk
                     raise
+            if self.journal is not None:
+                with self._lock:
+                    self.journal.release()
 
     def close(self) -> None:
-        """Stop the writer and write what is left."""
+        """Stop the writer and write what is left; what cannot be written stays in the
+        journal for another process to write."""
         self._closed = True
         self._wake.set()
         self._thread.join(timeout=10)
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            if self.journal is not None:
+                with self._lock:
+                    self.journal.close()
+
+    def replay_orphans(self) -> int:
+        """Write the entries of journal segments left by processes that ended, those the
+        store does not hold yet; how many were written.
+
+        :raises Unavailable: when the store cannot answer (the segments stay for later).
+        """
+        written = 0
+        if self.journal is None:
+            return written
+        with self._write_lock:
+            for orphan in self.journal.orphans():
+                try:
+                    missing = self._not_stored(_entries_of(orphan))
+                    for start in range(0, len(missing), self.max_buffer):
+                        self._write(missing[start : start + self.max_buffer])
+                except Exception:
+                    orphan.keep()
+                    raise
+                orphan.delete()
+                written += len(missing)
+                if missing:
+                    log.warning(
+                        "wrote %d decision log entries that %s left unwritten",
+                        len(missing),
+                        orphan.path.name,
+                    )
+        return written
+
+    def _not_stored(self, entries: list[LogEntry]) -> list[LogEntry]:
+        stored: set[str] = set()
+        ids = [e.decision_id for e in entries]
+        with self.db.read() as session:
+            for start in range(0, len(ids), 500):
+                stored.update(
+                    session.scalars(
+                        select(DecisionRecord.decision_id).where(
+                            DecisionRecord.decision_id.in_(ids[start : start + 500])
+                        )
+                    )
+                )
+        return [e for e in entries if e.decision_id not in stored]
 
     def _run(self) -> None:
+        next_claim = 0.0
         while not self._closed:
+            if time.monotonic() >= next_claim:
+                next_claim = time.monotonic() + CLAIM_EVERY_S
+                try:
+                    self.replay_orphans()
+                except Exception as exc:  # the store is down: try again later
+                    log.error("decision journal replay failed: %s", exc)
             self._wake.wait(self.interval)
             self._wake.clear()
             try:
@@ -259,6 +332,65 @@ class SqlDecisionLog:
         if e.user is None or e.contract is None or self._policy.version != e.policy_version:
             return ()
         return self._policy.denial_codes(e.user, e.request["action"], e.contract, e.frozen)
+
+
+# How often the writer looks for journal segments of processes that ended (and at its start).
+CLAIM_EVERY_S = 5.0
+
+
+def journal_line(e: LogEntry) -> bytes:
+    """The entry as one line of the journal: what `_write` needs, the facts only of a deny
+    (its reasons are worked out from them)."""
+    facts = e.reasons is None and not e.allowed
+    return (
+        orjson.dumps(
+            {
+                "decision_id": e.decision_id,
+                "at": e.at,
+                "caller": e.caller,
+                "kind": e.kind,
+                "request": e.request,
+                "allowed": e.allowed,
+                "policy_version": e.policy_version,
+                "data_version": e.data_version,
+                "reasons": e.reasons,
+                "user": e.user if facts else None,
+                "contract": e.contract if facts else None,
+            }
+        )
+        + b"\n"
+    )
+
+
+def entry_of_line(line: bytes) -> LogEntry:
+    """The entry a `journal_line` holds.
+
+    :raises ValueError: when the line is not one.
+    """
+    d = orjson.loads(line)
+    return LogEntry(
+        decision_id=d["decision_id"],
+        at=datetime.fromisoformat(d["at"]),
+        caller=d["caller"],
+        kind=d["kind"],
+        request=d["request"],
+        allowed=d["allowed"],
+        policy_version=d["policy_version"],
+        data_version=d["data_version"],
+        reasons=None if d["reasons"] is None else tuple(d["reasons"]),
+        user=d["user"],
+        contract=d["contract"],
+    )
+
+
+def _entries_of(orphan: Orphan) -> list[LogEntry]:
+    entries = []
+    for line in orphan.lines():
+        try:
+            entries.append(entry_of_line(line))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("skipped a line of %s that is not an entry: %s", orphan.path.name, exc)
+    return entries
 
 
 # The head of the chain: the last entry's seq and hash.

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,6 +27,8 @@ class Settings:
     retention_days: int = 400
     # A decision or list read running longer than this answers 503 instead of hanging.
     read_timeout_ms: int = 2000
+    # The decision log's journal (authz.journal); None: beside a SQLite file, else under var/.
+    journal_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -39,4 +44,20 @@ class Settings:
             policy_dir=Path(env.get("AUTHZ_POLICY_DIR") or base.policy_dir),
             retention_days=int(env.get("AUTHZ_DECISION_RETENTION_DAYS") or base.retention_days),
             read_timeout_ms=int(env.get("AUTHZ_READ_TIMEOUT_MS") or base.read_timeout_ms),
+            journal_dir=Path(env["AUTHZ_JOURNAL_DIR"]) if env.get("AUTHZ_JOURNAL_DIR") else None,
         )
+
+    def journal(self) -> Path | None:
+        """The directory of the decision log's journal: one per store, since a process
+        writes the segments it finds there into its own store. By default `X.journal`
+        beside a SQLite file `X`; for any other store a directory under `var/journal/`
+        named by a digest of the database URL (its password left out). None for a SQLite
+        store in memory, which dies with its process, log and all."""
+        if self.journal_dir is not None:
+            return self.journal_dir
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite":
+            memory = url.database in (None, "", ":memory:") or "mode=memory" in str(url)
+            return None if memory else Path(f"{url.database}.journal")
+        named = url.render_as_string(hide_password=True)
+        return ROOT / "var" / "journal" / hashlib.sha256(named.encode()).hexdigest()[:16]

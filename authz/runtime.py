@@ -9,6 +9,7 @@ from authz.config import Settings
 from authz.db import Database
 from authz.decisions import Decider
 from authz.directory import Directory
+from authz.journal import Journal
 from authz.keys import Keys
 from authz.listing import Lister
 from authz.policy import Policy
@@ -58,7 +59,13 @@ class Runtime:
         db = db or Database.from_url(settings.database_url, settings.read_timeout_ms)
         if migrate:
             upgrade(db.engine)
-        log = SqlDecisionLog(db, policy, max_wait=settings.read_timeout_ms / 1000)
+        journal = settings.journal()
+        log = SqlDecisionLog(
+            db,
+            policy,
+            Journal(journal) if journal is not None else None,
+            max_wait=settings.read_timeout_ms / 1000,
+        )
         return cls(
             settings=settings,
             db=db,

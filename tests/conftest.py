@@ -82,8 +82,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, policy_dir=POLICIES)
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    # A journal of the test's own: the PostgreSQL tests share one store, emptied between
+    # tests, and must not write each other's leftover entries into it.
+    return Settings(database_url=database_url, policy_dir=POLICIES, journal_dir=tmp_path / "j")
 
 
 @pytest.fixture

@@ -117,7 +117,7 @@ def live(
         _build(World(rt))
         key = rt.keys.create("portal", frozenset({"decide"}), T0)
         audit_key = rt.keys.create("auditor", frozenset({"audit"}), T0)
-    srv = Server(url)
+    srv = Server(url, tmp_path_factory.mktemp("journal"))
     srv.start()
     yield Live(srv.url, key, audit_key)
     srv.kill()

@@ -93,7 +93,9 @@ def proxied(settings: Settings) -> Iterator[tuple[Server, str, Proxy]]:
         world.sync([contract("C1", "A1:Customer")])
         world.user("u1", "default", "A1")
         key = rt.keys.create("live", frozenset({"decide"}), T0)
-    srv = Server(url.set(host="127.0.0.1", port=proxy.port).render_as_string(False))
+    srv = Server(
+        url.set(host="127.0.0.1", port=proxy.port).render_as_string(False), settings.journal()
+    )
     srv.env["AUTHZ_READ_TIMEOUT_MS"] = "1000"
     srv.start()
     yield srv, key, proxy

@@ -31,10 +31,12 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, journal: Path | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "DATABASE_URL": database_url, "WEB_CONCURRENCY": "2"}
+        if journal is not None:
+            self.env["AUTHZ_JOURNAL_DIR"] = str(journal)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log: Path | None = None  # where stderr goes, when kept
 
@@ -78,7 +80,7 @@ class Server:
 def server(settings: Settings) -> Iterator[tuple[Server, str]]:
     with Runtime.open(settings) as rt:
         key = rt.keys.create("live", frozenset({"decide", "manage", "sync", "audit"}), T0)
-    srv = Server(settings.database_url)
+    srv = Server(settings.database_url, settings.journal())
     srv.start()
     yield srv, key
     srv.kill()
@@ -116,12 +118,24 @@ def test_what_was_answered_survives_a_crash(server: tuple[Server, str]) -> None:
     assert s.put(f"{srv.url}/v1/users/u1", json=user, headers=h).status_code == 201
     link = s.post(f"{srv.url}/v1/users/u1/accounts", json={"account_id": "A1"}, headers=h)
     assert link.status_code == 201
+    check = {"user_id": "u1", "action": "view", "contract_id": "C1"}
+    # Decisions answered just before the crash: their log entries were still to be written
+    # (every 0.2 s), and were in the workers' journals only.
+    answered = [s.post(f"{srv.url}/v1/check", json=check, headers=h).json() for _ in range(20)]
     srv.kill()
     srv.start()
     got = requests.get(f"{srv.url}/v1/users/u1", headers=h).json()
     assert [a["account_id"] for a in got["linked_accounts"]] == ["A1"]
-    check = {"user_id": "u1", "action": "view", "contract_id": "C1"}
     assert requests.post(f"{srv.url}/v1/check", json=check, headers=h).json()["allowed"] is True
+    wanted = {a["decision_id"] for a in answered}
+    deadline = time.monotonic() + 20
+    while True:  # the new workers write what the journals hold as they start
+        logged = requests.get(f"{srv.url}/v1/decisions?limit=100", headers=h).json()["decisions"]
+        missing = wanted - {d["decision_id"] for d in logged}
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert missing == set()
 
 
 def test_a_policy_failing_its_fixtures_stops_the_start(settings: Settings, tmp_path: Path) -> None:
@@ -215,7 +229,7 @@ def test_sighup_serves_only_a_policy_that_passes_and_drops_no_request(
     first = Policy.load(policy_dir).version
     with Runtime.open(settings) as rt:
         key = rt.keys.create("live", frozenset({"decide", "manage", "sync", "audit"}), T0)
-    srv = Server(settings.database_url)
+    srv = Server(settings.database_url, settings.journal())
     srv.env["AUTHZ_POLICY_DIR"] = str(policy_dir)
     srv.start()
     hammer = Hammer(srv.url, key)
@@ -253,7 +267,7 @@ def test_sighup_serves_only_a_policy_that_passes_and_drops_no_request(
 def test_metrics_sum_every_worker(settings: Settings, tmp_path: Path) -> None:
     with Runtime.open(settings) as rt:
         key = rt.keys.create("live", frozenset({"decide"}), T0)
-    srv = Server(settings.database_url)
+    srv = Server(settings.database_url, settings.journal())
     srv.env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
     srv.start()
     try:
@@ -274,7 +288,7 @@ def test_logs_are_json_lines_carrying_the_request_id(settings: Settings, tmp_pat
 
     with Runtime.open(settings) as rt:
         key = rt.keys.create("portal-web", frozenset({"decide"}), T0)
-    srv = Server(settings.database_url)
+    srv = Server(settings.database_url, settings.journal())
     srv.env["AUTHZ_ACCESS_LOG"] = "1"
     srv.log = tmp_path / "stderr.log"
     srv.start()
@@ -300,7 +314,7 @@ def test_an_unlink_is_seen_by_the_very_next_check_on_every_worker(settings: Sett
         world.site("default")
         world.sync([contract("C1", "A1:Customer")])
         world.user("u1", "default", "A1")
-    srv = Server(settings.database_url)
+    srv = Server(settings.database_url, settings.journal())
     srv.env["WEB_CONCURRENCY"] = "3"
     srv.start()
     try:
