@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, create_engine, event, insert, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DBAPIError,
@@ -343,14 +343,7 @@ def insert_rows(
     90-120 us of CPU per entry, against about 40 on SQLite)."""
     conn = session.connection()
     if conn.dialect.name != "postgresql":
-        batch: list[dict[str, Any]] = []
-        for row in rows:
-            batch.append(dict(zip(columns, row, strict=True)))
-            if len(batch) == INSERT_CHUNK:
-                conn.execute(insert(model), batch)
-                batch = []
-        if batch:
-            conn.execute(insert(model), batch)
+        _insert_sqlite(conn, getattr(model, "__table__", model), columns, rows)
         return
     table = model if isinstance(model, str) else getattr(model, "__table__", model).name
     sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
@@ -365,3 +358,34 @@ def insert_rows(
 
 # Rows per INSERT statement on SQLite (its limit on bound values is 32,766 since 3.32).
 INSERT_CHUNK = 500
+
+
+def _insert_sqlite(
+    conn: Connection, table: Table, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """Multi-row INSERT statements of INSERT_CHUNK rows, their values converted by the
+    columns' own types (as SQLAlchemy would) and bound in one flat list: SQLAlchemy's
+    per-row parameter handling cost the decision log's writer thread more CPU than SQLite's
+    own work (profiled: 13 of 45 us per entry)."""
+    quote = conn.dialect.identifier_preparer.quote
+    converters = [
+        (i, convert)
+        for i, name in enumerate(columns)
+        if (convert := table.c[name].type.bind_processor(conn.dialect)) is not None
+    ]
+    one = f"({', '.join('?' * len(columns))})"
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) VALUES "
+    values: list[Any] = []
+    count = 0
+    for row in rows:
+        if converters:
+            row = list(row)  # type: ignore[assignment]
+            for i, convert in converters:
+                row[i] = convert(row[i])  # type: ignore[index]
+        values.extend(row)
+        count += 1
+        if count == INSERT_CHUNK:
+            conn.exec_driver_sql(head + ", ".join([one] * count), tuple(values))
+            values, count = [], 0
+    if count:
+        conn.exec_driver_sql(head + ", ".join([one] * count), tuple(values))
