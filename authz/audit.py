@@ -107,7 +107,7 @@ class SqlDecisionLog:
         db: Database,
         policy: Policy,
         journal: Journal | None,
-        interval: float = 0.2,
+        interval: float = 1.0,
         max_buffer: int = 5000,
         max_backlog: int = 20_000,
         max_wait: float = 2.0,
@@ -118,7 +118,12 @@ class SqlDecisionLog:
         Past `max_backlog` entries waiting (the writer does not keep up, or the store is
         down), a decision waits up to `max_wait` seconds for room, then is `Unavailable`:
         the backlog and the memory it takes are bounded, and a decision the log cannot take
-        is not answered."""
+        is not answered. Every `interval` seconds the writer wakes: the journal keeps what
+        waits, so a longer interval costs only how soon the audit API shows an entry, and
+        buys bigger, cheaper writes (on SQLite each commit rewrites every index page it
+        touched: with wrk at 8 connections on SQLite, the writers spent 76 us of CPU per
+        check at 0.2 s and 45 at 1 s, and checks reached 0.60-0.63 of the empty endpoint's
+        throughput at 0.2 s against 0.64-0.69 at 1 s, medians of three runs each)."""
         self.db = db
         self.journal = journal
         # The writer thread asks the policy for reasons; oso instances are not shared

@@ -120,7 +120,7 @@ def test_what_was_answered_survives_a_crash(server: tuple[Server, str]) -> None:
     assert link.status_code == 201
     check = {"user_id": "u1", "action": "view", "contract_id": "C1"}
     # Decisions answered just before the crash: their log entries were still to be written
-    # (every 0.2 s), and were in the workers' journals only.
+    # (every second), and were in the workers' journals only.
     answered = [s.post(f"{srv.url}/v1/check", json=check, headers=h).json() for _ in range(20)]
     srv.kill()
     srv.start()
