@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -318,5 +317,7 @@ def decision_ids(n: int) -> list[str]:
     ids = []
     for i in range(0, 10 * n, 10):
         r = int.from_bytes(raw[i : i + 10])
-        ids.append(str(uuid.UUID(int=head | (r >> 62 & 0xFFF) << 64 | r & _RAND_B)))
+        # str(uuid.UUID(int=...)) spelled out: building the UUID object cost more than the rest.
+        h = f"{head | (r >> 62 & 0xFFF) << 64 | r & _RAND_B:032x}"
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
     return ids
