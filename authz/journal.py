@@ -80,9 +80,11 @@ class Journal:
             self._current = None
 
     def release(self) -> None:
-        """The store holds every entry of the sealed segments: delete them."""
+        """The store holds every entry of the sealed segments: delete them (a forked
+        process leaves its parent's alone)."""
         for segment in self._sealed:
-            segment.delete()
+            if segment.pid == os.getpid():
+                segment.delete()
         self._sealed = []
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from authz import audit
 from authz.config import ROOT, Settings
 from authz.decisions import CheckRequest
 from authz.errors import Unavailable
-from authz.journal import SUFFIX
+from authz.journal import SUFFIX, Journal
 from authz.models import DecisionRecord
 from authz.runtime import Runtime
 from service import create_app
@@ -213,3 +213,22 @@ def test_a_journal_that_cannot_be_written_refuses_the_decision(
         rt.log.flush()
     with decided.db.read() as s:
         assert s.scalar(select(func.count()).select_from(DecisionRecord)) == 0
+
+
+def test_a_forked_process_neither_writes_to_nor_deletes_its_parents_segment(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path)
+    journal.append(b"parent\n")
+    journal.seal()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child reports through its exit code)
+        journal.append(b"child\n")
+        journal.seal()
+        journal.release()
+        os._exit(0)
+    assert os.waitpid(child, 0)[1] == 0
+    files = sorted(p.read_bytes() for p in tmp_path.iterdir())
+    assert files == [b"parent\n"]  # the child's own segment deleted, the parent's intact
+    journal.release()
+    assert list(tmp_path.iterdir()) == []
