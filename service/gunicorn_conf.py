@@ -46,6 +46,7 @@ loglevel = os.environ.get("AUTHZ_LOG_LEVEL", "info")
 # JSON lines on stderr for gunicorn and the service alike; AUTHZ_ACCESS_LOG=1 adds one line
 # per answer (method, route, status, duration, caller, request id).
 logconfig_dict = _logs.config(loglevel, access_log=bool(os.environ.get("AUTHZ_ACCESS_LOG")))
+logger_class = _logs.GunicornLogger
 
 
 def on_starting(server):

@@ -8,8 +8,24 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
+from gunicorn.glogging import Logger
 
 access = logging.getLogger("authz.access")
+
+
+class GunicornLogger(Logger):
+    """gunicorn's logger without its text access log, which stays off: `authz.access`
+    writes structured lines instead (`log_requests`). Because the logging is configured by
+    a dict, gunicorn took its access log for enabled and built every answer's Apache-style
+    fields, only for the `gunicorn.access` logger to drop the line: 3.5% of a busy worker's
+    samples (py-spy, checks under wrk load)."""
+
+    @property
+    def access_log_enabled(self) -> bool:
+        return False
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None
 
 
 class RequestContext(logging.Filter):

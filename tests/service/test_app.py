@@ -151,3 +151,25 @@ def test_metrics_time_answers_by_route_and_read_the_store(
     assert seen["authz_replica_age_seconds"] >= 0
     assert seen["authz_store_up"] == 1
     assert any(k.startswith("authz_policy_info{") for k in seen)
+
+
+class _Untouchable:
+    def __getattr__(self, name: str) -> None:
+        raise AssertionError(f"read {name}")
+
+
+def test_gunicorns_text_access_log_builds_nothing() -> None:
+    """Our logging is configured by a dict, which gunicorn's own logger takes for an access
+    log: it builds each answer's fields, for a `gunicorn.access` logger that drops them."""
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    from service.logs import GunicornLogger, config
+
+    cfg = Config()
+    cfg.set("logconfig_dict", config())
+    with pytest.raises(AssertionError, match="read"):
+        Logger(cfg).access(_Untouchable(), _Untouchable(), {}, None)
+    ours = GunicornLogger(cfg)
+    ours.access(_Untouchable(), _Untouchable(), {}, None)
+    assert ours.access_log_enabled is False
