@@ -6,10 +6,10 @@ and a background thread writes them in bulk every `interval` seconds (or sooner 
 journal (`authz.journal`), so a crash of the process loses none: another process of the same
 store writes what the store lacks. A decision that would take the backlog past
 `max_backlog` waits for room or is not answered (503): memory stays bounded while the store
-is slow or down. Reasons of a denied
-check are worked out by the writer thread, from the facts the decision was made on, with its
-own copy of the same policy version. How entries are hashed, read, verified and pruned is
-`authz.audit_trail`, re-exported here.
+is slow or down. Reasons of a denied check are worked out by the writer thread, from the
+facts the decision was made on, with its own copy of the same policy version. How entries
+are hashed, read, verified and pruned is `authz.audit_trail`; the entry and its journal line
+are `authz.log_entry`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
@@ -37,9 +35,10 @@ from authz.audit_trail import (
 )
 from authz.db import Database, insert_rows
 from authz.errors import Unavailable
-from authz.journal import Journal, Orphan
+from authz.journal import Journal
+from authz.log_entry import LogEntry, entries_of, entry_of_line, journal_line
 from authz.models import DecisionChain, DecisionRecord
-from authz.policy import Facts, FrozenFacts, Policy
+from authz.policy import Policy
 
 __all__ = [
     "DecisionLog",
@@ -59,24 +58,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("authz.audit")
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    """What a decision leaves for the log; reasons may be worked out later from the facts."""
-
-    decision_id: str
-    at: datetime
-    caller: str
-    kind: str  # check, batch or explain
-    request: dict[str, Any]
-    allowed: bool
-    policy_version: str
-    data_version: int
-    reasons: tuple[str, ...] | None = None
-    user: Facts | None = None
-    contract: Facts | None = None
-    frozen: tuple[FrozenFacts, FrozenFacts] | None = None  # the facts as the policy keys them
 
 
 class LogObserver(Protocol):
@@ -227,7 +208,7 @@ class SqlDecisionLog:
         with self._write_lock:
             for orphan in self.journal.orphans():
                 try:
-                    missing = self._not_stored(_entries_of(orphan))
+                    missing = self._not_stored(entries_of(orphan, log))
                     for start in range(0, len(missing), self.max_buffer):
                         self._write(missing[start : start + self.max_buffer])
                 except Exception:
@@ -341,61 +322,6 @@ class SqlDecisionLog:
 
 # How often the writer looks for journal segments of processes that ended (and at its start).
 CLAIM_EVERY_S = 5.0
-
-
-def journal_line(e: LogEntry) -> bytes:
-    """The entry as one line of the journal: what `_write` needs, the facts only of a deny
-    (its reasons are worked out from them)."""
-    facts = e.reasons is None and not e.allowed
-    return (
-        orjson.dumps(
-            {
-                "decision_id": e.decision_id,
-                "at": e.at,
-                "caller": e.caller,
-                "kind": e.kind,
-                "request": e.request,
-                "allowed": e.allowed,
-                "policy_version": e.policy_version,
-                "data_version": e.data_version,
-                "reasons": e.reasons,
-                "user": e.user if facts else None,
-                "contract": e.contract if facts else None,
-            }
-        )
-        + b"\n"
-    )
-
-
-def entry_of_line(line: bytes) -> LogEntry:
-    """The entry a `journal_line` holds.
-
-    :raises ValueError: when the line is not one.
-    """
-    d = orjson.loads(line)
-    return LogEntry(
-        decision_id=d["decision_id"],
-        at=datetime.fromisoformat(d["at"]),
-        caller=d["caller"],
-        kind=d["kind"],
-        request=d["request"],
-        allowed=d["allowed"],
-        policy_version=d["policy_version"],
-        data_version=d["data_version"],
-        reasons=None if d["reasons"] is None else tuple(d["reasons"]),
-        user=d["user"],
-        contract=d["contract"],
-    )
-
-
-def _entries_of(orphan: Orphan) -> list[LogEntry]:
-    entries = []
-    for line in orphan.lines():
-        try:
-            entries.append(entry_of_line(line))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.error("skipped a line of %s that is not an entry: %s", orphan.path.name, exc)
-    return entries
 
 
 # The head of the chain: the last entry's seq and hash.
