@@ -249,6 +249,7 @@ class SqlDecisionLog:
                     log.error("decision journal replay failed: %s", exc)
             self._wake.wait(self.interval)
             self._wake.clear()
+            waiting = self.backlog()
             try:
                 self.flush()
             except Exception as exc:  # the store is down: keep buffering, try again
@@ -256,7 +257,9 @@ class SqlDecisionLog:
                 if self.observer is not None:
                     self.observer.write_failed()
             if self.observer is not None:
-                self.observer.backlog(self.backlog())
+                # The most that waited this cycle: right after a write it is about 0 however
+                # far behind the writer runs, and an operator would see nothing.
+                self.observer.backlog(max(waiting, self.backlog()))
 
     def _write(self, entries: list[LogEntry]) -> None:
         # Everything that costs CPU happens before the transaction, which on SQLite holds the

@@ -50,7 +50,8 @@ POLICY_REFUSALS = Counter(
 )
 LOG_BACKLOG = Gauge(
     "authz_decision_log_backlog",
-    "Decisions answered but not yet written to the decision log, summed over live workers",
+    "Decisions answered but not yet written to the decision log (the most that waited in "
+    "each worker's last write cycle), summed over live workers",
     multiprocess_mode="livesum",
 )
 LOG_WRITE_FAILURES = Counter(

@@ -196,6 +196,17 @@ def test_the_writer_reports_its_backlog_and_failed_writes(
     assert watcher.backlogs[-1] == 0 and len(audit.read(logged.db)) == 5
 
 
+def test_the_backlog_reported_is_what_waited_before_a_write_not_after(logged: Runtime) -> None:
+    watcher = Watcher()
+    logged.log.observer = watcher
+    logged.decider.check_batch([CheckRequest("u1", "view", "C1")] * 7)
+    deadline = time.monotonic() + 10
+    while 7 not in watcher.backlogs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert 7 in watcher.backlogs and watcher.failures == 0
+    assert len(audit.read(logged.db)) == 4 + 7
+
+
 def test_the_writer_writes_at_most_max_buffer_entries_per_transaction(
     logged: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
