@@ -208,7 +208,7 @@ class SqlDecisionLog:
         with self._write_lock:
             for orphan in self.journal.orphans():
                 try:
-                    missing = self._not_stored(entries_of(orphan, log))
+                    missing = self._not_stored(entries_of(orphan))
                     for start in range(0, len(missing), self.max_buffer):
                         self._write(missing[start : start + self.max_buffer])
                 except Exception:

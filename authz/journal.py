@@ -35,14 +35,28 @@ NEW_GRACE_S = 60
 
 @dataclass
 class Segment:
-    """One journal file, locked by the process that appends to it."""
+    """One journal file, locked by the process that holds `fd`: the one appending to it, or
+    one that claimed it from a process that ended."""
 
     path: Path
     fd: int
     pid: int = field(default_factory=os.getpid)
 
+    def lines(self) -> list[bytes]:
+        """Its complete lines; a last line cut short (its process died writing it, before
+        that decision was answered) is left out."""
+        chunks = []
+        while chunk := os.read(self.fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks).split(b"\n")[:-1]
+
     def delete(self) -> None:
+        """Its entries are stored: remove it, and let go of its lock."""
         self.path.unlink(missing_ok=True)
+        os.close(self.fd)
+
+    def keep(self) -> None:
+        """Let go of its lock; another process may claim it later."""
         os.close(self.fd)
 
 
@@ -90,15 +104,18 @@ class Journal:
     def close(self) -> None:
         """Let go of the segments without deleting them: what the store does not hold yet
         is replayed by the next process that claims them."""
-        for segment in [*self._sealed, *([self._current] if self._current else [])]:
+        for segment in self._held():
             if segment.pid == os.getpid():
-                os.close(segment.fd)
+                segment.keep()
         self._sealed, self._current = [], None
 
-    def orphans(self) -> Iterator[Orphan]:
+    def _held(self) -> list[Segment]:
+        return [*self._sealed, *([self._current] if self._current else [])]
+
+    def orphans(self) -> Iterator[Segment]:
         """Segments of processes that ended, each locked by this process until the caller
         deletes it (its entries stored) or keeps it (for a later claim)."""
-        own = {s.path for s in [*self._sealed, *([self._current] if self._current else [])]}
+        own = {s.path for s in self._held()}
         try:
             names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
@@ -126,7 +143,7 @@ class Journal:
             elif stat.st_nlink == 0:  # stored and deleted meanwhile
                 os.close(fd)
             else:
-                yield Orphan(path, fd)
+                yield Segment(path, fd)
 
     def _open(self) -> Segment:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -142,26 +159,3 @@ class Journal:
             new.unlink(missing_ok=True)
             raise
         return Segment(path, fd)
-
-
-@dataclass
-class Orphan:
-    """A claimed segment of a process that ended."""
-
-    path: Path
-    fd: int
-
-    def lines(self) -> list[bytes]:
-        """Its complete lines; a last line cut short (its process died writing it, before
-        that decision was answered) is left out."""
-        chunks = []
-        while chunk := os.read(self.fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks).split(b"\n")[:-1]
-
-    def delete(self) -> None:
-        self.path.unlink(missing_ok=True)
-        os.close(self.fd)
-
-    def keep(self) -> None:
-        os.close(self.fd)

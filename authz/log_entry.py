@@ -13,8 +13,10 @@ from typing import Any
 
 import orjson
 
-from authz.journal import Orphan
+from authz.journal import Segment
 from authz.policy import Facts, FrozenFacts
+
+log = logging.getLogger("authz.audit")
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def entry_of_line(line: bytes) -> LogEntry:
     )
 
 
-def entries_of(orphan: Orphan, log: logging.Logger) -> list[LogEntry]:
+def entries_of(orphan: Segment) -> list[LogEntry]:
     """The entries of a claimed segment; a line that is not one is logged and skipped."""
     entries = []
     for line in orphan.lines():
