@@ -38,7 +38,7 @@ def _request_ids(app: Flask) -> None:
         started = g.get("started")
         if started is not None:
             route = request.url_rule.rule if request.url_rule else "unmatched"
-            metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
+            metrics.observe_latency(route, time.perf_counter() - started)
         return response
 
 

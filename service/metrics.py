@@ -12,8 +12,9 @@ older than the scrape.
 from __future__ import annotations
 
 import collections
+import functools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from prometheus_client import (
@@ -60,12 +61,32 @@ LOG_WRITE_FAILURES = Counter(
 )
 
 
-def count(endpoint: str, decisions: Iterable[Decision]) -> None:
+def count(endpoint: str, decisions: Sequence[Decision]) -> None:
     """Count decisions by action and answer: one increment per distinct pair, not per
     decision (a batch of 100 paid 0.9 ms in label lookups and sample-file writes)."""
+    if len(decisions) == 1:
+        d = decisions[0]
+        _decisions(endpoint, d.request.action, d.allowed).inc()
+        return
     pairs = collections.Counter((d.request.action, d.allowed) for d in decisions)
     for (action, allowed), n in pairs.items():
-        DECISIONS.labels(endpoint, action, "true" if allowed else "false").inc(n)
+        _decisions(endpoint, action, allowed).inc(n)
+
+
+def observe_latency(route: str, seconds: float) -> None:
+    _latency(route).observe(seconds)
+
+
+# The labelled children, looked up once each: `labels` checks and joins the label values and
+# takes a lock on every call. Their number is bounded by the routes, endpoints and actions.
+@functools.cache
+def _decisions(endpoint: str, action: str, allowed: bool) -> Counter:
+    return DECISIONS.labels(endpoint, action, "true" if allowed else "false")
+
+
+@functools.cache
+def _latency(route: str) -> Histogram:
+    return LATENCY.labels(route)
 
 
 class LogMetrics:
