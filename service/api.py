@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 import orjson
 from flask import Response, current_app, g, request
@@ -97,11 +99,63 @@ def read_body(model: type[BaseModel], max_bytes: int) -> Any:
     except ValidationError as exc:
         raise invalid(exc) from None
     # Each field given came from a key, and each key has its ':' outside any string: a body
-    # with no more ':' than fields given holds no key twice (a check's body, always). The
-    # others, nested or with ':' in a value, are read again to find out.
-    if raw.count(b":") != len(body.model_fields_set):
+    # with no more ':' than fields given holds no key twice (checks and batches, unless a
+    # value holds a ':'). The others are read again to find out.
+    given = _fields_given(body)
+    if given is None or raw.count(b":") != given:
         _reject_duplicate_keys(raw)
     return body
+
+
+def _fields_given(body: BaseModel) -> int | None:
+    """The fields given in the body, its own and those of the models in its lists; None for
+    a body of another shape (a model in a model, a list in a list)."""
+    lists = _lists_of_flat_models(type(body))
+    if lists is None:
+        return None
+    n = len(body.model_fields_set)
+    for name in lists:
+        n += sum(len(item.model_fields_set) for item in getattr(body, name))
+    return n
+
+
+@functools.cache
+def _lists_of_flat_models(cls: type[BaseModel]) -> tuple[str, ...] | None:
+    """The fields of `cls` that hold lists of models of scalars, when all its other fields
+    hold scalars; None otherwise."""
+    lists = []
+    for name, f in cls.model_fields.items():
+        if _scalar(f.annotation):
+            continue
+        args = typing.get_args(f.annotation)
+        if typing.get_origin(f.annotation) is not list or not _model_of_scalars(args[0]):
+            return None
+        lists.append(name)
+    return tuple(lists)
+
+
+def _model_of_scalars(cls: Any) -> bool:
+    return (
+        isinstance(cls, type)
+        and issubclass(cls, BaseModel)
+        and all(_scalar(f.annotation) for f in cls.model_fields.values())
+    )
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _scalar(annotation: Any) -> bool:
+    if annotation in _SCALARS:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return True
+    if origin is Annotated:
+        return _scalar(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return all(_scalar(a) for a in typing.get_args(annotation))
+    return False
 
 
 def _read_raw(max_bytes: int) -> bytes:

@@ -262,3 +262,13 @@ def test_a_malformed_consistency_token_is_a_400(
     body = {"user_id": "u1", "action": "view", "contract_id": "C1", "min_data_version": token}
     r = client.post("/v1/check", json=body, headers=auth)
     assert r.status_code == 400 and r.json["errors"][0]["field"] == "min_data_version"
+
+
+def test_a_key_twice_inside_a_batch_item_is_400(client: FlaskClient, auth: dict) -> None:
+    """A key sent twice inside one item is refused as one at the top of the body is."""
+    item = b'{"user_id": "u1", "user_id": "u2", "action": "view", "contract_id": "C1"}'
+    raw = b'{"checks": [{"user_id": "u1", "action": "view", "contract_id": "C2"}, ' + item + b"]}"
+    r = client.post("/v1/check/batch", data=raw, headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert r.json["errors"][0]["field"] == "body"
+    assert "'user_id' appears more than once" in r.json["errors"][0]["message"]
