@@ -268,7 +268,8 @@ def test_a_key_twice_inside_a_batch_item_is_400(client: FlaskClient, auth: dict)
     """A key sent twice inside one item is refused as one at the top of the body is."""
     item = b'{"user_id": "u1", "user_id": "u2", "action": "view", "contract_id": "C1"}'
     raw = b'{"checks": [{"user_id": "u1", "action": "view", "contract_id": "C2"}, ' + item + b"]}"
-    r = client.post("/v1/check/batch", data=raw, headers={**auth, "Content-Type": "application/json"})
+    headers = {**auth, "Content-Type": "application/json"}
+    r = client.post("/v1/check/batch", data=raw, headers=headers)
     assert r.status_code == 400
     assert r.json["errors"][0]["field"] == "body"
     assert "'user_id' appears more than once" in r.json["errors"][0]["message"]
