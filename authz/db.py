@@ -364,14 +364,17 @@ def _insert_sqlite(
     conn: Connection, table: Table, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]
 ) -> None:
     """Multi-row INSERT statements of INSERT_CHUNK rows, their values converted by the
-    columns' own types (as SQLAlchemy would) and bound in one flat list: SQLAlchemy's
+    columns' types as this dialect stores them (as SQLAlchemy would: the generic type's
+    converter left times to sqlite3, which wrote '10:00:00' for '10:00:00.000000' and hid
+    such an entry from `since`, see migration 0006) and bound in one flat list: SQLAlchemy's
     per-row parameter handling cost the decision log's writer thread more CPU than SQLite's
     own work (profiled: 13 of 45 us per entry)."""
-    quote = conn.dialect.identifier_preparer.quote
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
     converters = [
         (i, convert)
         for i, name in enumerate(columns)
-        if (convert := table.c[name].type.bind_processor(conn.dialect)) is not None
+        if (convert := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
     ]
     one = f"({', '.join('?' * len(columns))})"
     head = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) VALUES "

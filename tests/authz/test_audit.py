@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -18,7 +18,7 @@ from authz.decisions import CheckRequest
 from authz.errors import Unavailable
 from authz.models import DecisionRecord
 from authz.runtime import Runtime
-from tests.conftest import World, contract, log_refusing_writes
+from tests.conftest import T0, World, contract, log_refusing_writes
 
 
 @pytest.fixture
@@ -66,6 +66,18 @@ def test_filters_and_pages(logged: Runtime) -> None:
     assert [r.seq for r in newest + older] == [4, 3, 2, 1]
     later = audit.read(logged.db, since=newest[0].at + timedelta(seconds=1))
     assert later == []
+
+
+def test_since_takes_an_entry_made_on_that_very_time(rt: Runtime) -> None:
+    """A time on a whole second too: SQLite compares times as text, and such a time was
+    once written as '10:00:00', which sorts before the '10:00:00.000000' of `since`."""
+    later = T0 + timedelta(microseconds=1)
+    for at in (T0, later):
+        rt.decider.clock = lambda at=at: at
+        rt.decider.check(CheckRequest("u1", "view", "C1"))
+    rt.log.flush()
+    assert [r.at for r in audit.read(rt.db, since=T0)] == [later, T0]
+    assert [r.at for r in audit.read(rt.db, since=later)] == [later]
 
 
 def test_close_writes_what_is_buffered(settings, world: World) -> None:  # type: ignore[no-untyped-def]
@@ -318,6 +330,11 @@ def test_canonical_bytes_are_the_stdlib_forms(row: dict) -> None:  # type: ignor
     """Entries hashed before orjson used json.dumps; they must verify the same way now."""
     stdlib = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert audit.canonical(row) == stdlib.encode()
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_isoformat_is_the_stdlib_form(at: datetime) -> None:
+    assert audit.isoformat(at) == at.isoformat()
 
 
 def test_a_stored_entrys_hash_is_that_of_the_stdlib_form(logged: Runtime) -> None:
