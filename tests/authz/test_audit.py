@@ -129,12 +129,17 @@ def test_reordered_entries_are_detected(logged: Runtime) -> None:
 
 def test_pruning_keeps_the_chain_verifiable(logged: Runtime) -> None:
     with logged.db.read() as s:
-        third = s.scalar(select(DecisionRecord.at).where(DecisionRecord.seq == 3))
-    assert audit.prune(logged.db, third) == 2
-    assert audit.verify(logged.db) == (2, [])
+        explained = s.scalar(select(DecisionRecord.at).where(DecisionRecord.seq == 4))
+    assert audit.prune(logged.db, explained) == 3  # the check and the batch's two decisions
+    assert audit.verify(logged.db) == (1, [])
     logged.decider.check(CheckRequest("u1", "view", "C1"))
     logged.log.flush()
-    assert audit.verify(logged.db) == (3, [])
+    assert audit.verify(logged.db) == (2, [])
+
+
+def test_a_batchs_decisions_are_made_at_one_time(logged: Runtime) -> None:
+    batch = [r for r in audit.read(logged.db) if r.kind == "batch"]
+    assert len(batch) == 2 and batch[0].at == batch[1].at
 
 
 def test_a_chain_moved_by_another_worker_meanwhile_is_built_again(logged: Runtime) -> None:

@@ -138,6 +138,12 @@ def test_batch_of_1000_is_accepted_and_1001_refused(
     ids = [uuid.UUID(x["decision_id"]) for x in ok.json["results"]]
     assert len(set(ids)) == 1000 and {i.version for i in ids} == {7}
     assert {i.variant for i in ids} == {uuid.RFC_4122}
+    texts = [x["decision_id"] for x in ok.json["results"]]
+    assert texts == [str(i) for i in ids]  # the canonical spelling
+    # Random bits everywhere they belong: 3 digits after the version, 2 bits of the variant
+    # digit, 15 more digits.
+    assert {t[19] for t in texts} == set("89ab")
+    assert len({t[15:18] for t in texts}) > 700 and len({t[20:] for t in texts}) == 1000
     # Version 7 starts with the Unix time in ms: the time these were decided.
     stamps = {i.int >> 80 for i in ids}
     assert max(stamps) - min(stamps) < 60_000
