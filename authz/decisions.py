@@ -315,8 +315,8 @@ def decision_ids(n: int) -> list[str]:
     """
     ms = f"{time.time_ns() // 1_000_000:012x}"
     time_low, time_mid = ms[:8], ms[8:]
-    # 19 random hex digits per id (76 bits), of which 74 are used: 3 after the version digit,
-    # 2 bits of the variant digit (8 to b), 3 more, then the last 12.
+    # 10 random bytes per id, 74 of their bits used: 3 hex digits after the version digit, 2
+    # bits of the variant digit (8 to b), 3 digits more, then the last 12.
     digits = os.urandom(10 * n).hex()
     ids = []
     for i in range(0, 20 * n, 20):
