@@ -101,6 +101,15 @@ class Decider:
         """Release the connections of the version probe."""
         self._probe.close()
 
+    def send_version_read(self) -> None:
+        """Send the store's version read of this thread's next decision now, so that its
+        round trip overlaps the caller's work until then (see `VersionProbe.send`): call it
+        once the request to decide has arrived, and `drop_version_read` when it ends."""
+        self._probe.send()
+
+    def drop_version_read(self) -> None:
+        self._probe.discard()
+
     def validate(self, requests: Sequence[CheckRequest], prefix: str = "") -> None:
         """Refuse actions the policy does not declare.
 

@@ -70,6 +70,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         )
     app.extensions["authz"] = rt
     rt.log.observer = metrics.LogMetrics()
+    # A version read sent ahead for a request that ended before deciding (a refusal, an
+    # error) must not answer the next request: it is as old as this one.
+    app.teardown_request(lambda _exc: rt.decider.drop_version_read())
     _request_ids(app)
     logs.log_requests(app)
     errors.register(app)

@@ -38,6 +38,10 @@ class RouteSpec:
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
     max_bytes: int = SMALL_BODY
     query: type[BaseModel] | None = None
+    # Decides: the store's version read is sent once the caller is known, so that its round
+    # trip overlaps reading and validating the body (PostgreSQL; the app drops an answer
+    # that no decision took when the request ends).
+    decides: bool = False
 
 
 class Unauthorized(AuthzError):
@@ -70,6 +74,8 @@ def route(spec: RouteSpec) -> Callable[[Callable[..., Any]], Callable[..., Any]]
         def run(**path: str) -> Any:
             if spec.scopes is not None:
                 g.caller = _authenticate(spec.scopes)
+            if spec.decides:
+                runtime().decider.send_version_read()
             _check_path_ids(path)
             if spec.body is not None:
                 path["body"] = read_body(spec.body, spec.max_bytes)

@@ -30,7 +30,11 @@ def _fields(d: Decision) -> dict[str, object]:
 @bp.post("/v1/check")
 @route(
     RouteSpec(
-        "May this user do this action on this contract?", DECIDE, s.CheckIn, {200: s.CheckOut}
+        "May this user do this action on this contract?",
+        DECIDE,
+        s.CheckIn,
+        {200: s.CheckOut},
+        decides=True,
     )
 )
 def check(body: s.CheckIn) -> Response:
@@ -47,6 +51,7 @@ def check(body: s.CheckIn) -> Response:
         s.CheckBatchIn,
         {200: s.CheckBatchOut},
         max_bytes=2 * 1024 * 1024,
+        decides=True,
     )
 )
 def check_batch(body: s.CheckBatchIn) -> Response:

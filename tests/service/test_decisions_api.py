@@ -279,3 +279,27 @@ def test_a_key_twice_inside_a_batch_item_is_400(client: FlaskClient, auth: dict)
     assert r.status_code == 400
     assert r.json["errors"][0]["field"] == "body"
     assert "'user_id' appears more than once" in r.json["errors"][0]["message"]
+
+
+def test_a_version_read_sent_for_a_refused_request_is_dropped_when_it_ends(
+    client: FlaskClient, auth: dict, seeded: World
+) -> None:
+    """A check sends the store's version read before reading its body (PostgreSQL); one
+    refused after that (an unknown action) must not leave its answer to the next request."""
+    rt = client.application.extensions["authz"]
+    body = {"user_id": "u1", "action": "view", "contract_id": "C1"}
+    for _ in range(2):  # facts held, the probe's connection in use
+        assert client.post("/v1/check", json=body, headers=auth).json["allowed"] is True
+    probe = rt.decider._probe
+    sent = []
+    send = probe.send
+
+    def sending() -> None:
+        send()
+        sent.append(getattr(probe._local, "sent", None))
+
+    probe.send = sending
+    r = client.post("/v1/check", json={**body, "action": "fly"}, headers=auth)
+    assert r.status_code == 400 and len(sent) == 1
+    assert (sent[0] is not None) == (rt.db.engine.dialect.name == "postgresql")
+    assert getattr(probe._local, "sent", None) is None

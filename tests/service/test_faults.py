@@ -44,11 +44,11 @@ def store_fails_after(rt: Runtime, statements: int) -> Iterator[None]:
         if seen["n"] > statements:
             raise OperationalError(statement, {}, Exception("server closed the connection"))
 
-    def fail_probe(dbapi_conn):  # type: ignore[no-untyped-def]
+    def fail_probe(dbapi_conn, *how):  # type: ignore[no-untyped-def]
         seen["n"] += 1
         if seen["n"] > statements:
             dbapi_conn.close()
-        return probe_read(dbapi_conn)
+        return probe_read(dbapi_conn, *how)
 
     engines = rt.db.read_engines
     for engine in engines:
