@@ -19,19 +19,17 @@ The adapter is mounted with `max_retries=0`, so urllib3 retries nothing undernea
 
 from __future__ import annotations
 
-import json
-import math
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from authz.client_answers import JSON, _answer, _problem, _retry_after
 from authz.client_bodies import (
     _list,
     _obj,
@@ -41,6 +39,7 @@ from authz.client_bodies import (
     _read_decision,
     _read_explanation,
 )
+from authz.client_requests import _check_body, _pages, _params, _pin
 from authz.client_results import (
     AccountsPage,
     AuthenticationFailed,
@@ -94,7 +93,6 @@ RETRIED_ERRORS = (
     requests.exceptions.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-JSON = "application/json"
 
 
 class AuthzClient:
@@ -390,128 +388,3 @@ class AuthzClient:
 
 
 # Reading answers ---------------------------------------------------------------------------
-
-
-def _answer(
-    response: requests.Response, read: Callable[[Any], T], what: str, ids: dict[str, Any]
-) -> T:
-    """The result of a 200 whose body validates, else the typed error for what came back."""
-    status = response.status_code
-    if status == 200:
-        if _media_type(response) != JSON:
-            raise ProtocolError(f"{what}: 200 with Content-Type {_media_type(response)!r}", **ids)
-        try:
-            return read(_loads(response.content))
-        except _BadBody as e:
-            raise ProtocolError(f"{what}: 200 with a body that does not match: {e}", **ids) from e
-    problem = _problem(response)
-    if status in (401, 403):
-        raise AuthenticationFailed(f"{what}: {status}", status=status, problem=problem, **ids)
-    if 400 <= status < 500 and problem is not None:
-        text = f"{what}: {status} {problem.code}: {problem.detail}"
-        raise InvalidRequest(text, status=status, problem=problem, **ids)
-    raise ProtocolError(
-        f"{what}: unexpected status {status}", status=status, problem=problem, **ids
-    )
-
-
-def _media_type(response: requests.Response) -> str:
-    return response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-
-
-def _loads(raw: bytes) -> Any:
-    """JSON that means one thing only: no repeated key, no NaN or Infinity."""
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(items)
-        if len(out) != len(items):
-            raise _BadBody("an object repeats a key")
-        return out
-
-    def constant(name: str) -> Any:
-        raise _BadBody(f"{name} is not JSON")
-
-    try:
-        return json.loads(raw, object_pairs_hook=pairs, parse_constant=constant)
-    except _BadBody:
-        raise
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
-        raise _BadBody(f"not JSON: {e}") from None
-
-
-def _problem(response: requests.Response) -> Problem | None:
-    """The problem body of an error answer, or None when there is none to read."""
-    if _media_type(response) not in ("application/problem+json", JSON):
-        return None
-    try:
-        body = _loads(response.content)
-    except _BadBody:
-        return None
-    if not isinstance(body, dict):
-        return None
-    errors = body.get("errors")
-    return Problem(
-        status=response.status_code,
-        code=body["code"] if isinstance(body.get("code"), str) else None,
-        title=str(body.get("title") or ""),
-        detail=str(body.get("detail") or ""),
-        type=str(body.get("type") or "about:blank"),
-        errors=tuple(
-            FieldProblem(str(e.get("field", "")), str(e.get("message", "")))
-            for e in (errors if isinstance(errors, list) else [])
-            if isinstance(e, dict)
-        ),
-    )
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date), if it has one."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
-
-
-# Requests and pages ------------------------------------------------------------------------
-
-
-def _check_body(c: Check) -> dict[str, str]:
-    body = {"user_id": c.user_id, "action": str(c.action), "contract_id": c.contract_id}
-    if c.site_id is not None:
-        body["site_id"] = c.site_id
-    if c.correlation_id is not None:
-        body["correlation_id"] = c.correlation_id
-    return body
-
-
-def _pin(body: dict[str, Any], min_data_version: int | None) -> None:
-    if min_data_version is not None:
-        body["min_data_version"] = min_data_version
-
-
-def _params(**given: str | int | None) -> dict[str, str]:
-    return {k: str(v) for k, v in given.items() if v is not None}
-
-
-def _pages(fetch: Callable[[str | None], tuple[tuple[T, ...], str | None]]) -> Iterator[T]:
-    """Follow `next_cursor` to the end; a cursor seen twice would never end, so it raises.
-
-    :raises ProtocolError: when the service hands back a cursor it gave before.
-    """
-    seen: set[str] = set()
-    cursor: str | None = None
-    while True:
-        items, cursor = fetch(cursor)
-        yield from items
-        if cursor is None:
-            return
-        if cursor in seen:
-            raise ProtocolError(f"the service gave the cursor {cursor[:40]!r} twice")
-        seen.add(cursor)
