@@ -29,6 +29,9 @@ class Settings:
     read_timeout_ms: int = 2000
     # The decision log's journal (authz.journal); None: beside a SQLite file, else under var/.
     journal_dir: Path | None = None
+    # PostgreSQL: decisions learn of each new data version by notification and lease
+    # (authz.watch) rather than reading it each time; off, every decision reads it.
+    version_watch: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -45,6 +48,7 @@ class Settings:
             retention_days=int(env.get("AUTHZ_DECISION_RETENTION_DAYS") or base.retention_days),
             read_timeout_ms=int(env.get("AUTHZ_READ_TIMEOUT_MS") or base.read_timeout_ms),
             journal_dir=Path(env["AUTHZ_JOURNAL_DIR"]) if env.get("AUTHZ_JOURNAL_DIR") else None,
+            version_watch=env.get("AUTHZ_VERSION_WATCH", "1") != "0",
         )
 
     def journal(self) -> Path | None:

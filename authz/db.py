@@ -25,6 +25,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from authz.errors import Unavailable
+from authz.watch import BUMPED, await_seen
 
 
 def make_engine(
@@ -252,6 +253,9 @@ class Database:
             session.begin(),
         ):
             yield session
+        bumped = session.info.get(BUMPED)
+        if bumped is not None and not self.is_sqlite:
+            await_seen(self, bumped)  # every deciding process knows of it before it answers
 
     def ping(self) -> bool:
         """True when the store answers a trivial query."""

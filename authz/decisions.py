@@ -27,6 +27,7 @@ from authz.facts import (
 from authz.models import Site
 from authz.policy import FrozenFacts, Policy
 from authz.state import VersionProbe, read_freshness
+from authz.watch import VersionWatch
 
 MAX_BATCH = 1000
 LIBRARY = "library"  # the caller name of in-process decisions
@@ -96,16 +97,27 @@ class Decider:
         self.clock = clock
         self.cache = FactsCache()
         self._probe = VersionProbe(db.read_engine)
+        self._watch = (
+            VersionWatch(db.engine) if settings.version_watch and not db.is_sqlite else None
+        )
 
     def close(self) -> None:
-        """Release the connections of the version probe."""
+        """Give up the lease of the version watch; release the version probe's connections."""
+        if self._watch is not None:
+            self._watch.close()
         self._probe.close()
+
+    def known_version(self) -> int | None:
+        """The data version the watch was told of, while it may be trusted (else None)."""
+        return self._watch.version() if self._watch is not None else None
 
     def send_version_read(self) -> None:
         """Send the store's version read of this thread's next decision now, so that its
         round trip overlaps the caller's work until then (see `VersionProbe.send`): call it
-        once the request to decide has arrived, and `drop_version_read` when it ends."""
-        self._probe.send()
+        once the request to decide has arrived, and `drop_version_read` when it ends.
+        Nothing is sent while the watch knows the version."""
+        if self.known_version() is None:
+            self._probe.send()
 
     def drop_version_read(self) -> None:
         self._probe.discard()
@@ -170,8 +182,9 @@ class Decider:
     ) -> tuple[int, list[DecisionInput]]:
         """The policy's input for each request, all from one data version, and that version.
 
-        Inputs remembered at version V answer only once a read of the store's version says
-        it is still V. The others are read in one statement, which says which version it
+        Inputs remembered at version V answer only while no newer change has been answered:
+        the watch (PostgreSQL) was told of none, or a read of the store's version says it is
+        still V. The others are read in one statement, which says which version it
         read; if that is not V, the remembered ones are stale and everything is read again.
 
         :raises Unavailable: when the store cannot answer (`NotYetCurrent`: not that new).
@@ -183,8 +196,7 @@ class Decider:
         distinct = list(dict.fromkeys(keys))
         missing = [k for k in distinct if k not in held]
         if not missing:
-            current = self._probe.read()
-            if current == version:
+            if self._still_current(version, min_data_version):
                 require_version(version, min_data_version)
                 return version, [held[k] for k in keys]
             missing, held = distinct, {}
@@ -194,6 +206,16 @@ class Decider:
         require_version(read_version, min_data_version)
         self.cache.at(self.policy.version, read_version).update(read)
         return read_version, [read[k] if k in read else held[k] for k in keys]
+
+    def _still_current(self, version: int, min_data_version: int | None) -> bool:
+        """Whether facts read at `version` may answer now: the store is still at it, as the
+        watch was last told (PostgreSQL) or else as read now. Not when the watch knows an
+        older one: facts read just before it was told of a change are read again until it
+        is, and facts of a store put back (a restored backup) are never answered."""
+        known = self.known_version()
+        if known is not None and (min_data_version or 0) <= version:
+            return known == version
+        return self._probe.read() == version
 
     def _read_inputs(self, keys: Sequence[Key]) -> tuple[int, dict[Key, DecisionInput]]:
         """The inputs of these keys from the store, in one statement, and its data version."""

@@ -3,8 +3,9 @@
 A decision's facts change only when the store's data version does, and every writer bumps
 it in the transaction that changes the replica (`authz.state.bump_data_version`). So the
 facts of a (user, site, contract) read at version V stay right while the store is at V:
-a warm decision confirms the version with one cheap statement (`VersionProbe`) and reads
-nothing else. Facts of any other version are never used; a newer version forgets them all.
+a warm decision confirms the version with one cheap statement (`VersionProbe`), or on
+PostgreSQL from what it was told of every change (`authz.watch`), and reads nothing else.
+Facts of any other version are never used; a newer version forgets them all.
 """
 
 from __future__ import annotations

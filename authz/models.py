@@ -91,6 +91,17 @@ class ServiceState(Base):
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
 
 
+class WorkerLease(Base):
+    """PostgreSQL: a process that answers decisions from the data version it was told of
+    (`authz.watch`), the newest version it has seen, and until when that holds. A change
+    answers only once every lease has seen it or run out."""
+
+    __tablename__ = "worker_leases"
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    lease_until: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
 class Site(Base):
     """A branded portal (partition), mapped to one private label or to none."""
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from authz.db import IDLE_BEFORE_PING
 from authz.errors import Unavailable
 from authz.models import ServiceState
+from authz.watch import BUMPED, notify_sql
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,15 @@ def bump_data_version(session: Session) -> int:
         .where(ServiceState.id == 1)
         .values(data_version=ServiceState.data_version + 1)
     )
-    return int(
+    version = int(
         session.execute(select(ServiceState.data_version).where(ServiceState.id == 1)).scalar_one()
     )
+    if session.get_bind().dialect.name == "postgresql":
+        # Deciding processes learn of it as it commits; `Database.write` answers once they
+        # all have (`authz.watch`).
+        session.execute(notify_sql(version))
+    session.info[BUMPED] = version
+    return version
 
 
 # The one statement a warm decision sends: is the store still at the version we hold facts of?

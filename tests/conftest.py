@@ -71,7 +71,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         upgrade(engine)
         engine.dispose()
         return url
-    url: str = request.getfixturevalue("pg_schema_url")
+    return emptied(request.getfixturevalue("pg_schema_url"))
+
+
+def emptied(url: str) -> str:
+    """The PostgreSQL store at `url`, every table emptied and the schema current."""
     engine = make_engine(url)
     with engine.begin() as conn:
         names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)

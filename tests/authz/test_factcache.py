@@ -7,15 +7,24 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import event, text
 
+from authz.config import Settings
 from authz.decisions import CheckRequest
 from authz.runtime import Runtime
 from tests.conftest import T0, World, contract
 
 VIEW_C1 = CheckRequest("u1", "view", "C1")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Every decision reads the store's version: on PostgreSQL the watch is off here (it is
+    tested in test_watch.py, the concurrent test below with it on)."""
+    return replace(settings, version_watch=False)
 
 
 @pytest.fixture
