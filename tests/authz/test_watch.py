@@ -18,6 +18,9 @@ from authz.decisions import CheckRequest
 from authz.errors import Unavailable
 from authz.runtime import Runtime
 from authz.state import read_freshness
+from tests.authz.test_factcache import (  # its world: u1 linked to A1, Customer of C1 and C2
+    linked,
+)
 from tests.authz.test_factcache import (
     test_concurrent_checks_never_answer_from_before_a_finished_write as test_concurrent_checks,
 )
@@ -25,7 +28,7 @@ from tests.conftest import T0, World, contract, emptied
 
 # The property test of test_factcache.py, here with the watch on: four threads checking while
 # another process links and unlinks; no answer older than a write already answered.
-__all__ = ["test_concurrent_checks"]
+__all__ = ["linked", "test_concurrent_checks"]
 
 REQUEST = CheckRequest("u1", "view", "C1")
 
@@ -34,14 +37,6 @@ REQUEST = CheckRequest("u1", "view", "C1")
 def database_url(pg_schema_url: str) -> str:
     """PostgreSQL only: SQLite reads its version in-process, and runs no watch."""
     return emptied(pg_schema_url)
-
-
-@pytest.fixture
-def linked(world: World) -> World:
-    world.site("default")
-    world.sync([contract("C1", "A1:Customer")])
-    world.user("u1", "default", "A1")
-    return world
 
 
 @pytest.fixture
