@@ -21,7 +21,9 @@ a warm decision. Here the changes tell the deciders instead, and wait for them:
 So every change answered before a decision began is seen by it, on every process, as with
 a read per decision. What is given up: a process cut off from the store without notice
 (no FIN) keeps answering from what it holds until its lease runs out (at most LEASE_S),
-as it may while nothing can change in the store. A closed connection is seen at once.
+as it may while nothing can change in the store. A closed connection is seen at once: a
+decision finds it waiting on the watch's socket, as it finds a notification not yet taken
+in, and reads the store's version.
 """
 
 from __future__ import annotations
@@ -81,8 +83,9 @@ class VersionWatch:
         self._engine = engine
         self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:16]}"
         self._pid = os.getpid()
-        # (version, trusted until, by time.monotonic()); None while not trusted.
-        self._state: tuple[int, float] | None = None
+        # (version, trusted until by time.monotonic(), the connection's socket); None while
+        # not trusted.
+        self._state: tuple[int, float, int] | None = None
         self._closed = threading.Event()
         self._conn: Any = None
         self._thread = threading.Thread(target=self._run, name="version-watch", daemon=True)
@@ -93,6 +96,13 @@ class VersionWatch:
         than a change already answered (the caller then reads the store's version)."""
         state = self._state
         if state is None or os.getpid() != self._pid or time.monotonic() >= state[1]:
+            return None
+        # Anything waiting on the watch's socket (a notification, or the store closing the
+        # connection) is news the watch has not taken in yet: until it has, ask the store.
+        # A fresh poll object per call, as one may not be polled by two threads at once.
+        pending = poll()
+        pending.register(state[2], POLLIN)
+        if pending.poll(0):
             return None
         return state[0]
 
@@ -137,8 +147,9 @@ class VersionWatch:
         conn.execute(f"LISTEN {CHANNEL}")
         conn.execute(_FORGET)
         conn.execute(_REGISTER, (self.worker_id, LEASE_S))
+        socket = conn.fileno()
         waiting = poll()
-        waiting.register(conn.fileno(), POLLIN)
+        waiting.register(socket, POLLIN)
         while not self._closed.is_set():
             woken.clear()
             sent = time.monotonic()
@@ -148,10 +159,10 @@ class VersionWatch:
             version = int(row[0])
             held = self._state
             # The new version is this process's before its lease says it has seen it.
-            self._state = (version, held[1]) if held is not None else None
+            self._state = (version, held[1], socket) if held is not None else None
             if conn.execute(_RENEW, (version, LEASE_S, self.worker_id)).rowcount != 1:
                 raise LookupError("this process's lease is gone")
-            self._state = (version, sent + LEASE_S - MARGIN_S)
+            self._state = (version, sent + LEASE_S - MARGIN_S, socket)
             if woken.is_set():  # told of a change while reading: read again now
                 continue
             if waiting.poll(RENEW_S * 1000):

@@ -4,6 +4,7 @@ change answers only once every process has seen it or its lease has run out."""
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -134,7 +135,7 @@ def test_a_process_decides_by_reads_while_its_watch_is_not_trusted(
     state = rt.decider._watch._state  # type: ignore[union-attr]
     assert state is not None
     # Its lease deadline passed (a renewal that did not come back in time).
-    rt.decider._watch._state = (state[0], time.monotonic() - 0.001)  # type: ignore[union-attr]
+    rt.decider._watch._state = (state[0], time.monotonic() - 0.001, state[2])  # type: ignore[union-attr]
     assert rt.decider.known_version() is None
     assert rt.decider.check(REQUEST).allowed
     assert reads == [1]
@@ -157,6 +158,62 @@ def test_a_broken_watch_connection_is_seen_and_the_watch_comes_back(
     decision = other.decider.check(REQUEST)
     assert not decision.allowed and decision.data_version == version
     assert trusted(other) == version
+
+
+class Held(threading.Event):
+    """The watch's stop flag, made to hold its thread at the next look until `go` is set."""
+
+    def __init__(self, flag: threading.Event) -> None:
+        super().__init__()
+        self.flag = flag
+        self.go = threading.Event()
+
+    def is_set(self) -> bool:
+        self.go.wait()
+        return self.flag.is_set()
+
+    def set(self) -> None:
+        self.go.set()
+        self.flag.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.flag.wait(timeout)
+
+
+@pytest.mark.parametrize("news", ["closed", "notified"])
+def test_news_the_watch_has_not_taken_in_is_not_trusted(
+    settings: Settings, linked: World, monkeypatch: pytest.MonkeyPatch, news: str
+) -> None:
+    # A lease long enough that only the news, not the clock, can end the trust.
+    monkeypatch.setattr(watch, "LEASE_S", 60.0)
+    runtime = Runtime.open(settings)
+    try:
+        trusted(runtime)
+        w = runtime.decider._watch
+        assert w is not None
+        held = Held(w._closed)
+        w._closed = held  # its thread stops before it next reads from its connection
+        time.sleep(watch.RENEW_S * 2)  # past its wait on the socket, now held
+        version = runtime.decider.known_version()
+        assert version is not None
+        with linked.rt.db.engine.begin() as conn:
+            if news == "closed":
+                conn.execute(
+                    text("SELECT pg_terminate_backend(:pid)"), {"pid": w._conn.info.backend_pid}
+                )
+            else:  # no new version, only the notification of one
+                conn.execute(watch.notify_sql(version + 1))
+        deadline = time.monotonic() + 2
+        while runtime.decider.known_version() is not None:
+            assert time.monotonic() < deadline, "news on the watch's socket went unseen"
+            time.sleep(0.005)
+        state = w._state
+        assert state is not None and time.monotonic() < state[1]  # not run out: seen
+        assert runtime.decider.check(REQUEST).allowed  # by a read of the version
+        held.go.set()
+        assert trusted(runtime) == version
+    finally:
+        runtime.close()
 
 
 def test_a_closed_process_gives_up_its_lease(settings: Settings, linked: World) -> None:
