@@ -22,8 +22,8 @@ So every change answered before a decision began is seen by it, on every process
 a read per decision. What is given up: a process cut off from the store without notice
 (no FIN) keeps answering from what it holds until its lease runs out (at most LEASE_S),
 as it may while nothing can change in the store. A closed connection is seen at once: a
-decision finds it waiting on the watch's socket, as it finds a notification not yet taken
-in, and reads the store's version.
+decision that finds the watch's socket closed reads the store's version, even before the
+watch thread has run to see it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import os
 import threading
 import time
 import uuid
-from select import POLLIN, poll
+from select import POLLIN, POLLRDHUP, poll
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
@@ -97,12 +97,13 @@ class VersionWatch:
         state = self._state
         if state is None or os.getpid() != self._pid or time.monotonic() >= state[1]:
             return None
-        # Anything waiting on the watch's socket (a notification, or the store closing the
-        # connection) is news the watch has not taken in yet: until it has, ask the store.
+        # The store may have closed the watch's connection before the watch thread has run
+        # to see it: then ask the store. (A notification waiting unread needs no such care:
+        # its change is not answered until this process's lease has seen it or run out.)
         # A fresh poll object per call, as one may not be polled by two threads at once.
-        pending = poll()
-        pending.register(state[2], POLLIN)
-        if pending.poll(0):
+        closed = poll()
+        closed.register(state[2], POLLRDHUP)  # POLLHUP, POLLERR and POLLNVAL come unasked
+        if closed.poll(0):
             return None
         return state[0]
 

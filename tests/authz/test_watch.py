@@ -180,9 +180,8 @@ class Held(threading.Event):
         return self.flag.wait(timeout)
 
 
-@pytest.mark.parametrize("news", ["closed", "notified"])
-def test_news_the_watch_has_not_taken_in_is_not_trusted(
-    settings: Settings, linked: World, monkeypatch: pytest.MonkeyPatch, news: str
+def test_a_closed_watch_connection_ends_the_trust_before_the_watch_thread_runs(
+    settings: Settings, linked: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A lease long enough that only the news, not the clock, can end the trust.
     monkeypatch.setattr(watch, "LEASE_S", 60.0)
@@ -197,15 +196,17 @@ def test_news_the_watch_has_not_taken_in_is_not_trusted(
         version = runtime.decider.known_version()
         assert version is not None
         with linked.rt.db.engine.begin() as conn:
-            if news == "closed":
-                conn.execute(
-                    text("SELECT pg_terminate_backend(:pid)"), {"pid": w._conn.info.backend_pid}
-                )
-            else:  # no new version, only the notification of one
-                conn.execute(watch.notify_sql(version + 1))
+            # A notification waiting unread leaves the trust as it is.
+            conn.execute(watch.notify_sql(version + 1))
+        time.sleep(0.2)
+        assert runtime.decider.known_version() == version
+        with linked.rt.db.engine.begin() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(:pid)"), {"pid": w._conn.info.backend_pid}
+            )
         deadline = time.monotonic() + 2
         while runtime.decider.known_version() is not None:
-            assert time.monotonic() < deadline, "news on the watch's socket went unseen"
+            assert time.monotonic() < deadline, "the closed connection went unseen"
             time.sleep(0.005)
         state = w._state
         assert state is not None and time.monotonic() < state[1]  # not run out: seen
