@@ -87,6 +87,8 @@ class VersionWatch:
         # not trusted.
         self._state: tuple[int, float, int] | None = None
         self._closed = threading.Event()
+        # Written to by `close`, so the thread's wait on its connection ends at once.
+        self._stop_r, self._stop_w = os.pipe()
         self._conn: Any = None
         self._thread = threading.Thread(target=self._run, name="version-watch", daemon=True)
         self._thread.start()
@@ -109,12 +111,15 @@ class VersionWatch:
 
     def close(self) -> None:
         """Stop watching and give up the lease, so no change waits for it."""
-        if os.getpid() != self._pid:
+        if os.getpid() != self._pid or self._closed.is_set():
             return
         self._state = None
         self._closed.set()
+        os.write(self._stop_w, b"x")
         self._thread.join(timeout=RENEW_S + 5)
         self._close_conn()
+        for fd in (self._stop_r, self._stop_w):
+            os.close(fd)
         with contextlib.suppress(Exception), self._engine.begin() as conn:
             conn.execute(
                 text("DELETE FROM worker_leases WHERE worker_id = :id"), {"id": self.worker_id}
@@ -151,6 +156,7 @@ class VersionWatch:
         socket = conn.fileno()
         waiting = poll()
         waiting.register(socket, POLLIN)
+        waiting.register(self._stop_r, POLLIN)
         while not self._closed.is_set():
             woken.clear()
             sent = time.monotonic()
@@ -167,8 +173,8 @@ class VersionWatch:
             if woken.is_set():  # told of a change while reading: read again now
                 continue
             if waiting.poll(RENEW_S * 1000):
-                # A notification (handled, and `woken` set, as the next statement reads it)
-                # or a closed connection (which the next statement raises).
+                # A notification (handled, and `woken` set, as the next statement reads it),
+                # a closed connection (which the next statement raises), or `close`.
                 pass
 
     def _close_conn(self) -> None:
