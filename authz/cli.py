@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from authz.schema import upgrade
 
 
 def _runtime(migrate: bool = False) -> Runtime:
-    return Runtime.open(Settings.from_env(), migrate=migrate)
+    # No command here decides: a version watch (authz.watch) would only add a thread, a
+    # connection and a lease that every change waits on while the command runs.
+    return Runtime.open(replace(Settings.from_env(), version_watch=False), migrate=migrate)
 
 
 def _fail(message: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from authz import decisions
 from authz.cli import main
 from authz.config import Settings
 from authz.decisions import CheckRequest
@@ -38,6 +39,19 @@ def test_keys_create_prints_the_key_last_and_it_authenticates(
     assert runner.invoke(main, ["keys", "revoke", "portal-web"]).exit_code == 0
     assert rt.keys.authenticate(key) is None
     assert runner.invoke(main, ["keys", "revoke", "portal-web"]).exit_code == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_commands_run_no_version_watch(
+    runner: CliRunner, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watches: list[object] = []
+    monkeypatch.setattr(decisions, "VersionWatch", watches.append)
+    out = runner.invoke(main, ["keys", "create", "--name", "w", "--scopes", "decide"])
+    assert out.exit_code == 0, out.output
+    assert watches == []
+    Runtime.open(rt.settings).close()  # a service process does run one
+    assert len(watches) == 1
 
 
 def test_keys_create_refuses_unknown_scopes(runner: CliRunner) -> None:
