@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from authz.config import ROOT, Settings
@@ -20,7 +22,7 @@ from authz.db import Database, make_engine
 from authz.models import Base
 from authz.replica import BatchIn
 from authz.runtime import Runtime
-from authz.schema import upgrade
+from authz.schema import head, seed, upgrade
 from service import create_app
 
 PG_URL = os.environ.get("AUTHZ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -63,25 +65,59 @@ def pg_schema_url() -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store migrated once, for each test to copy: migrating afresh took 56-98 ms."""
+    path = tmp_path_factory.mktemp("template") / "authz.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/authz.sqlite3"
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        return url
+        return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path)
     return emptied(request.getfixturevalue("pg_schema_url"))
 
 
+def sqlite_copy(template: Path, directory: Path) -> str:
+    """A fresh SQLite store in `directory`: a copy of `template`, closed and so whole in its
+    main file (SQLite folds the write-ahead log into it as the last connection closes)."""
+    if template.with_name(template.name + "-wal").exists():
+        raise RuntimeError(f"{template} is still open")
+    path = directory / "authz.sqlite3"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+# Every table emptied, children before parents, and every sequence started again: DELETE
+# rather than TRUNCATE, which took 43-69 ms per test where these take about 3.
+_EMPTY = "; ".join(f'DELETE FROM "{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+_RESTART = """DO $$ DECLARE s record; BEGIN
+  FOR s IN SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema() LOOP
+    EXECUTE 'ALTER SEQUENCE ' || quote_ident(s.sequencename) || ' RESTART';
+  END LOOP;
+END $$"""
+
+
+@functools.cache
+def _engine(url: str) -> Engine:
+    return make_engine(url)
+
+
 def emptied(url: str) -> str:
-    """The PostgreSQL store at `url`, every table emptied and the schema current."""
-    engine = make_engine(url)
+    """The PostgreSQL store at `url`, the schema current and every table emptied."""
+    engine = _engine(url)
+    with engine.connect() as conn:
+        at = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if at != head():  # a test left it elsewhere
+        upgrade(engine)
     with engine.begin() as conn:
-        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    upgrade(engine)
-    engine.dispose()
+        conn.exec_driver_sql(_EMPTY)
+        conn.exec_driver_sql(_RESTART)
+        seed(conn)
     return url
 
 

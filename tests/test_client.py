@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import text
 
 from authz.client import (
     AuthenticationFailed,
@@ -20,11 +19,8 @@ from authz.client import (
     Unavailable,
 )
 from authz.config import Settings
-from authz.db import make_engine
-from authz.models import Base
 from authz.runtime import Runtime
-from authz.schema import upgrade
-from tests.conftest import POLICIES, T0, World, contract
+from tests.conftest import POLICIES, T0, World, contract, emptied, sqlite_copy
 from tests.test_live_service import Server
 
 # The world every live test reads ------------------------------------------------------------
@@ -93,18 +89,8 @@ class Live:
 
 def _fresh_store(kind: str, request: pytest.FixtureRequest, tmp: Path) -> str:
     if kind == "sqlite":
-        url = f"sqlite:///{tmp}/authz.sqlite3"
-    else:
-        url = request.getfixturevalue("pg_schema_url")
-        engine = make_engine(url)
-        with engine.begin() as conn:
-            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        engine.dispose()
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
+        return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp)
+    return emptied(request.getfixturevalue("pg_schema_url"))
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

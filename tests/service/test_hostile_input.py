@@ -20,18 +20,17 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import ValidationError
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from authz import replica
 from authz.config import Settings
-from authz.db import Database, make_engine
+from authz.db import Database
 from authz.enums import Scope
 from authz.models import Base, WorkerLease
 from authz.runtime import Runtime
-from authz.schema import upgrade
 from service import create_app
 from service.api import RouteSpec
-from tests.conftest import POLICIES, T0, World, contract
+from tests.conftest import POLICIES, T0, World, contract, emptied, sqlite_copy
 from tests.service.hostile_cases import BATCH, TEMPLATES, Case, cases
 
 PROBLEM = "application/problem+json"
@@ -62,16 +61,10 @@ def _serve(url: str) -> Served:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('hostile')}/authz.sqlite3"
+        template = request.getfixturevalue("sqlite_template")
+        url = sqlite_copy(template, tmp_path_factory.mktemp("hostile"))
     else:
-        url = request.getfixturevalue("pg_schema_url")
-    engine = make_engine(url)
-    if request.param == "postgresql":  # the session's schema: emptied as conftest does
-        with engine.begin() as conn:
-            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    upgrade(engine)
-    engine.dispose()
+        url = emptied(request.getfixturevalue("pg_schema_url"))
     s = _serve(url)
     yield s
     s.rt.close()
@@ -128,13 +121,9 @@ def test_hostile_input_is_a_clear_4xx_and_changes_nothing(served: Served, case: 
     assert _store(served) == before
 
 
-def test_each_template_is_accepted_as_is(tmp_path: Path) -> None:
+def test_each_template_is_accepted_as_is(sqlite_template: Path, tmp_path: Path) -> None:
     """The cases above spoil bodies that work: each template, sent unspoiled, succeeds."""
-    url = f"sqlite:///{tmp_path}/authz.sqlite3"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    s = _serve(url)
+    s = _serve(sqlite_copy(sqlite_template, tmp_path))
     try:
         for name, t in TEMPLATES.items():
             r = s.client.open(t.path, method=t.method, json=t.body, headers=s.auth)
@@ -145,13 +134,11 @@ def test_each_template_is_accepted_as_is(tmp_path: Path) -> None:
         s.rt.close()
 
 
-def test_printable_unicode_ids_and_aspire_text_are_taken_as_sent(tmp_path: Path) -> None:
+def test_printable_unicode_ids_and_aspire_text_are_taken_as_sent(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
     """The rules refuse what hides or breaks text, not other scripts or ASPIRE's own spelling."""
-    url = f"sqlite:///{tmp_path}/authz.sqlite3"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    s = _serve(url)
+    s = _serve(sqlite_copy(sqlite_template, tmp_path))
     try:
         batch = copy.deepcopy(BATCH)
         batch["accounts"][0].update(account_id="Å-ß-契約", name="Nine\tTrucking\nLLC")

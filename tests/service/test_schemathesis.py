@@ -23,12 +23,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from authz.db import make_engine
 from authz.runtime import Runtime
-from authz.schema import upgrade
 from service.openapi import document
 from service.routes import aspire, audit, decisions, directory, lists, ops
-from tests.conftest import World, contract
+from tests.conftest import World, contract, sqlite_copy
 
 
 def no_server_error(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
@@ -67,13 +65,9 @@ schema = schemathesis.openapi.from_dict(_document())
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def database_url(sqlite_template: Path, tmp_path: Path) -> str:
     """SQLite only: these checks are about the HTTP contract, which is the same on both stores."""
-    url = f"sqlite:///{tmp_path}/authz.sqlite3"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
+    return sqlite_copy(sqlite_template, tmp_path)
 
 
 @pytest.fixture
