@@ -186,11 +186,11 @@ def test_a_closed_watch_connection_ends_the_trust_before_the_watch_thread_runs(
     # A lease long enough that only the news, not the clock, can end the trust.
     monkeypatch.setattr(watch, "LEASE_S", 60.0)
     runtime = Runtime.open(settings)
+    w = runtime.decider._watch
+    assert w is not None
+    held = Held(w._closed)
     try:
         trusted(runtime)
-        w = runtime.decider._watch
-        assert w is not None
-        held = Held(w._closed)
         w._closed = held  # its thread stops before it next reads from its connection
         time.sleep(watch.RENEW_S * 2)  # past its wait on the socket, now held
         version = runtime.decider.known_version()
@@ -214,6 +214,7 @@ def test_a_closed_watch_connection_ends_the_trust_before_the_watch_thread_runs(
         held.go.set()
         assert trusted(runtime) == version
     finally:
+        held.go.set()  # else a failed assertion above would leave close() waiting forever
         runtime.close()
 
 
