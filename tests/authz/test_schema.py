@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.dialects import sqlite
 
 from authz import audit
@@ -19,7 +22,7 @@ from authz.decisions import CheckRequest
 from authz.models import Base, UtcDateTime
 from authz.runtime import Runtime
 from authz.schema import downgrade, upgrade
-from tests.conftest import POLICIES, T0
+from tests.conftest import PG_URL, POLICIES, T0, World, contract
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
@@ -88,6 +91,61 @@ def test_on_sqlite_0006_gives_whole_second_times_the_form_since_compares(
     assert stored == ["2026-11-26 10:00:00.000000"]
     assert len(audit.read(Database(engine), since=T0)) == 3
     assert audit.verify(Database(engine)) == (3, [])
+    engine.dispose()
+
+
+def _replica(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    with engine.connect() as conn:
+        return (
+            list(conn.execute(text("SELECT * FROM contract_parties ORDER BY 1, 2, 3"))),
+            list(conn.execute(text("SELECT * FROM account_terms ORDER BY 1, 2"))),
+        )
+
+
+def _foreign_keys(engine: Engine) -> dict[str, list[str]]:
+    names = ("contract_parties", "account_terms")
+    return {
+        t: sorted(fk["referred_table"] for fk in inspect(engine).get_foreign_keys(t)) for t in names
+    }
+
+
+@pytest.fixture
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store with no schema at all: a new SQLite file, or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/old.sqlite3"
+        return
+    request.getfixturevalue("pg_schema_url")  # PostgreSQL answers (else a failure in CI)
+    schema = f"authz_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.mark.parametrize("fresh_url", ["sqlite", "postgresql"], indirect=True)
+def test_0008_drops_the_replica_foreign_keys_and_keeps_every_row(fresh_url: str) -> None:
+    engine = make_engine(fresh_url)
+    upgrade(engine, "0007")
+    with Runtime.open(Settings(database_url=fresh_url, policy_dir=POLICIES)) as rt:
+        World(rt).sync([contract("C1", "A1:Customer", "A2:Guarantor"), contract("C2", "A2:Lessee")])
+    before = _replica(engine)
+    assert len(before[0]) == 3 and before[1]
+    assert _foreign_keys(engine) == {
+        "contract_parties": ["accounts", "contracts"],
+        "account_terms": ["accounts"],
+    }
+
+    upgrade(engine)
+    assert _replica(engine) == before
+    assert _foreign_keys(engine) == {"contract_parties": [], "account_terms": []}
+
+    downgrade(engine, "0007")
+    assert _replica(engine) == before
+    assert _foreign_keys(engine)["contract_parties"] == ["accounts", "contracts"]
     engine.dispose()
 
 
