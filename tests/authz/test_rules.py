@@ -108,7 +108,10 @@ def test_r4_contract_from_another_source_does_not_count(base: World, rt: Runtime
     from authz.decisions import Decider
 
     other = Decider(rt.db, rt.policy, replace(rt.settings, aspire_source="aspire-test"))
-    decision = other.explain(CheckRequest("alice", "view", "C-ACT"))
+    try:
+        decision = other.explain(CheckRequest("alice", "view", "C-ACT"))
+    finally:
+        other.close()  # its version watch (PostgreSQL) would outlive the test
     assert not decision.decision.allowed
     assert [r.code for r in decision.reasons] == ["CONTRACT_NOT_FOUND"]
     assert "aspire-prod" in decision.reasons[0].message

@@ -60,9 +60,13 @@ def test_a_store_that_cannot_be_reached_is_503_never_an_allow(rt: Runtime, auth:
     dead_db = Database.from_url("postgresql://nobody@127.0.0.1:1/none")
     dead = replace(rt, decider=Decider(dead_db, rt.policy, rt.settings))
     client = create_app({"RUNTIME": dead}).test_client()
-    r = client.post(
-        "/v1/check", json={"user_id": "u", "action": "view", "contract_id": "C"}, headers=auth
-    )
+    try:
+        r = client.post(
+            "/v1/check", json={"user_id": "u", "action": "view", "contract_id": "C"}, headers=auth
+        )
+    finally:
+        dead.decider.close()  # its version watch would go on retrying the dead store
+        dead_db.dispose()
     assert r.status_code == 503
     assert "allowed" not in r.json
 
