@@ -115,8 +115,9 @@ class Decider:
         """Send the store's version read of this thread's next decision now, so that its
         round trip overlaps the caller's work until then (see `VersionProbe.send`): call it
         once the request to decide has arrived, and `drop_version_read` when it ends.
-        Nothing is sent while the watch knows the version."""
-        if self.known_version() is None:
+        Nothing is sent while the watch knows the version (by its state alone: the decision
+        asks the kernel about its connection once, when it answers)."""
+        if self._watch is None or self._watch.version(look=False) is None:
             self._probe.send()
 
     def drop_version_read(self) -> None:

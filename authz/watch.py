@@ -93,12 +93,16 @@ class VersionWatch:
         self._thread = threading.Thread(target=self._run, name="version-watch", daemon=True)
         self._thread.start()
 
-    def version(self) -> int | None:
+    def version(self, *, look: bool = True) -> int | None:
         """The newest data version this process was told of, or None when that may be older
-        than a change already answered (the caller then reads the store's version)."""
+        than a change already answered (the caller then reads the store's version).
+        `look=False` skips asking the kernel whether the connection was closed: only for a
+        guess that costs nothing when wrong, never for answering."""
         state = self._state
         if state is None or os.getpid() != self._pid or time.monotonic() >= state[1]:
             return None
+        if not look:
+            return state[0]
         # The store may have closed the watch's connection before the watch thread has run
         # to see it: then ask the store. (A notification waiting unread needs no such care:
         # its change is not answered until this process's lease has seen it or run out.)

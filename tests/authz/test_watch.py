@@ -85,6 +85,22 @@ def test_every_process_sees_a_change_before_it_answers_without_reading_the_versi
     assert reads == []  # decided from what the watch was told, not by reading the version
 
 
+def test_no_version_read_is_sent_ahead_while_the_watch_is_trusted(
+    rt: Runtime, linked: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe = rt.decider._probe
+    with monkeypatch.context() as m:  # not trusted: decisions read, and a read is sent ahead
+        m.setattr(rt.decider._watch, "version", lambda **_: None)
+        for _ in range(2):  # facts held, then the probe's connection used
+            assert rt.decider.check(REQUEST).allowed
+        rt.decider.send_version_read()
+        assert getattr(probe._local, "sent", None) is not None
+        rt.decider.drop_version_read()
+    trusted(rt)
+    rt.decider.send_version_read()
+    assert getattr(probe._local, "sent", None) is None
+
+
 def test_a_lease_that_does_not_confirm_holds_a_change_until_it_runs_out(
     rt: Runtime, linked: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

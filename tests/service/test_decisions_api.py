@@ -282,13 +282,14 @@ def test_a_key_twice_inside_a_batch_item_is_400(client: FlaskClient, auth: dict)
 
 
 def test_a_version_read_sent_for_a_refused_request_is_dropped_when_it_ends(
-    client: FlaskClient, auth: dict, seeded: World
+    client: FlaskClient, auth: dict, seeded: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A check sends the store's version read before reading its body (PostgreSQL, while
     its version watch is not trusted); one refused after that (an unknown action) must not
     leave its answer to the next request."""
     rt = client.application.extensions["authz"]
-    rt.decider.known_version = lambda: None  # the watch down: decisions read the version
+    # No watch (it is back, and closed, at the end): decisions read the version.
+    monkeypatch.setattr(rt.decider, "_watch", None)
     body = {"user_id": "u1", "action": "view", "contract_id": "C1"}
     for _ in range(2):  # facts held, the probe's connection in use
         assert client.post("/v1/check", json=body, headers=auth).json["allowed"] is True
