@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, union_all, update
 
 from authz.db import Database
-from authz.models import DecisionChain, DecisionRecord
+from authz.models import DECISION_BUCKET, DECISION_BUCKET_BITS, DecisionChain, DecisionRecord
 
 
 def canonical(row: dict[str, Any]) -> bytes:
@@ -157,16 +157,22 @@ def read(
     before_seq: int | None = None,
 ) -> list[DecisionView]:
     """Entries newest first, filtered; `before_seq` continues a previous page."""
-    stmt = select(DecisionRecord).order_by(DecisionRecord.seq.desc()).limit(limit)
+    where: list[ColumnElement[bool]] = []
     if user_id is not None:
-        stmt = stmt.where(DecisionRecord.user_id == user_id)
+        where.append(DecisionRecord.user_id == user_id)
     if contract_id is not None:
-        stmt = stmt.where(DecisionRecord.contract_id == contract_id)
+        where.append(DecisionRecord.contract_id == contract_id)
     if since is not None:
-        stmt = stmt.where(DecisionRecord.at >= since)
+        where.append(DecisionRecord.at >= since)
     if before_seq is not None:
-        stmt = stmt.where(DecisionRecord.seq < before_seq)
+        where.append(DecisionRecord.seq < before_seq)
     with db.read() as session:
+        if user_id is not None or contract_id is not None:
+            seqs = _bucketed(session, where, limit, before_seq)
+            if not seqs:
+                return []
+            where = [DecisionRecord.seq.in_(seqs)]
+        stmt = select(DecisionRecord).where(*where).order_by(DecisionRecord.seq.desc()).limit(limit)
         return [
             DecisionView(
                 r.seq,
@@ -182,3 +188,39 @@ def read(
             )
             for r in session.scalars(stmt)
         ]
+
+
+# Buckets searched per statement by a read by user or contract.
+BUCKETS_PER_STATEMENT = 32
+
+
+def _bucketed(
+    session: Any, where: list[ColumnElement[bool]], limit: int, before_seq: int | None
+) -> list[int]:
+    """The seqs of the newest `limit` entries that match `where` (which names a user or a
+    contract), bucket by bucket from the newest: the indexes by user and by contract are
+    ordered by bucket first (`DECISION_BUCKET`), so each bucket is one search of them. The
+    buckets go from the chain's head (or `before_seq`) down to its anchor; entries past the
+    head, written meanwhile, wait for the next read."""
+    head, anchor = session.execute(
+        select(DecisionChain.last_seq, DecisionChain.anchor_seq).where(DecisionChain.id == 1)
+    ).one()
+    top = head if before_seq is None else min(head, before_seq - 1)
+    bucket, last = top >> DECISION_BUCKET_BITS, (anchor + 1) >> DECISION_BUCKET_BITS
+    found: list[int] = []
+    while bucket >= last and len(found) < limit:
+        buckets = range(bucket, max(last, bucket - BUCKETS_PER_STATEMENT + 1) - 1, -1)
+        searches = [
+            select(
+                select(DecisionRecord.seq)
+                .where(DECISION_BUCKET == b, *where)  # noqa: SIM300 (a column, not a constant)
+                .order_by(DecisionRecord.seq.desc())
+                .limit(limit - len(found))
+                .subquery()
+                .c.seq
+            )
+            for b in buckets
+        ]
+        found.extend(sorted(session.scalars(union_all(*searches)), reverse=True))
+        bucket = buckets[-1] - 1
+    return found[:limit]

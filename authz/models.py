@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    literal_column,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
@@ -257,12 +259,26 @@ class DecisionRecord(Base):
     data_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
     prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False)
-    # The audit API reads newest first, by user, by contract, or since a time.
-    __table_args__ = (
-        Index("ix_decisions_user", "user_id", "seq"),
-        Index("ix_decisions_contract", "contract_id", "seq"),
-        Index("ix_decisions_at", "at"),
-    )
+    # The audit API reads newest first, by user, by contract, or since a time. The user and
+    # contract indexes begin with the entry's bucket (`DECISION_BUCKET`, see there).
+    __table_args__ = (Index("ix_decisions_at", "at"),)
+
+
+# Entries per bucket of the decision log's user and contract indexes: 2^16.
+DECISION_BUCKET_BITS = 16
+# An entry's bucket: consecutive entries share one, so the index entries a write adds are
+# all in its newest bucket's part of each index, which stays small, and not spread over
+# the whole of it. An index keyed by user or contract alone takes each entry at a random
+# place: on SQLite, writes of 5,000 entries into a 1,000,000-entry log dirtied a page of it
+# per entry, and cost 55-58 us per entry against 21-22 with buckets (20-21 at 2^14, 41-45
+# at 2^18). A read by user or contract looks in each bucket, newest first
+# (`authz.audit_trail.read`). Written with the number as a literal: SQLite uses an index on
+# an expression only for that very expression, and a bound parameter is not the same.
+DECISION_BUCKET = cast(
+    "ColumnElement[int]", DecisionRecord.seq.op(">>")(literal_column(str(DECISION_BUCKET_BITS)))
+)
+Index("ix_decisions_user", DECISION_BUCKET, DecisionRecord.user_id, DecisionRecord.seq)
+Index("ix_decisions_contract", DECISION_BUCKET, DecisionRecord.contract_id, DecisionRecord.seq)
 
 
 class DecisionChain(Base):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,10 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 
-from authz import audit
+from authz import audit, audit_trail
 from authz.decisions import CheckRequest
 from authz.errors import Unavailable
-from authz.models import DecisionRecord
+from authz.models import DECISION_BUCKET_BITS, DecisionChain, DecisionRecord
 from authz.runtime import Runtime
 from tests.conftest import T0, World, contract, log_refusing_writes
 
@@ -358,3 +360,74 @@ def test_a_stored_entrys_hash_is_that_of_the_stdlib_form(logged: Runtime) -> Non
     logged.decider.check(CheckRequest("u1", "view", "C1"))
     logged.log.flush()
     assert audit.verify(logged.db) == (5, [])
+
+
+@pytest.mark.parametrize("per_statement", [32, 3])
+def test_reads_by_user_and_by_contract_find_entries_in_every_bucket(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, per_statement: int
+) -> None:
+    """The user and contract indexes are searched bucket by bucket (2^16 entries each): a
+    read finds what it should wherever the entries lie, empty buckets between them, the
+    oldest in the anchor's bucket, pages crossing from one bucket to the next, in one
+    statement or several. Stored rows are compared with the same filters applied to every
+    row."""
+    monkeypatch.setattr(audit_trail, "BUCKETS_PER_STATEMENT", per_statement)
+    pick = random.Random(7)
+    bits = DECISION_BUCKET_BITS
+    seqs = sorted(
+        pick.sample(range(5 << bits, (6 << bits) - 1), 60)  # the anchor's bucket
+        + pick.sample(range(6 << bits, 7 << bits), 40)
+        + pick.sample(range(9 << bits, 10 << bits), 80)  # after two empty buckets
+        + [(12 << bits) - 1, 12 << bits]  # each side of a bucket's edge
+    )
+    rows = [
+        DecisionRecord(
+            seq=seq,
+            decision_id=str(uuid.UUID(int=seq)),
+            at=T0 + timedelta(seconds=pick.randrange(100)),
+            caller="portal",
+            kind="check",
+            user_id=pick.choice(["u1", "u2", "u3"]),
+            contract_id=pick.choice(["C1", "C2", "C3", "C4"]),
+            input="{}",
+            allowed=True,
+            reasons="[]",
+            policy_version="p",
+            data_version=1,
+            prev_hash="",
+            hash="",
+        )
+        for seq in seqs
+    ]
+    with rt.db.write() as session:
+        session.add_all(rows)
+        session.execute(
+            update(DecisionChain)
+            .where(DecisionChain.id == 1)
+            .values(anchor_seq=seqs[0] - 1, last_seq=seqs[-1])
+        )
+    since = T0 + timedelta(seconds=50)
+    for user, contract_id, after in [
+        ("u1", None, None),
+        (None, "C3", None),
+        ("u2", "C2", None),
+        ("u3", None, since),
+        ("nobody", None, None),
+        (None, "C4", since),
+    ]:
+        expected = [
+            r.seq
+            for r in reversed(rows)
+            if user in (None, r.user_id)
+            and contract_id in (None, r.contract_id)
+            and (after is None or r.at >= after)
+        ]
+        got: list[int] = []
+        before = None
+        while True:
+            page = audit.read(rt.db, user, contract_id, after, 7, before)
+            got.extend(r.seq for r in page)
+            if len(page) < 7:
+                break
+            before = page[-1].seq
+        assert got == expected, (user, contract_id, after)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -14,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.schema import CreateIndex
 
 from authz import audit
 from authz.config import Settings
@@ -28,11 +30,28 @@ from tests.conftest import PG_URL, POLICIES, T0, World, contract
 def test_migrations_match_the_models(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
-        with engine.connect() as conn:
+        with engine.connect() as conn, warnings.catch_warnings():
+            # SQLAlchemy does not reflect SQLite's indexes on expressions: compared below.
+            warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression")
+            warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expr")
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            if engine.dialect.name == "sqlite":
+                stored = dict(
+                    conn.execute(
+                        text("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+                    ).all()
+                )
+                for index in Base.metadata.tables["decisions"].indexes:
+                    made = str(CreateIndex(index).compile(dialect=engine.dialect))
+                    assert _words(stored[index.name]) == _words(made)
     finally:
         engine.dispose()
     assert diff == []
+
+
+def _words(sql: str) -> str:
+    """The statement without quotes, parentheses and spacing, which do not change it here."""
+    return "".join(c for c in sql if c not in '"() ')
 
 
 def _decision_rows(engine: Engine) -> list[tuple[object, ...]]:
@@ -146,6 +165,49 @@ def test_0008_drops_the_replica_foreign_keys_and_keeps_every_row(fresh_url: str)
     downgrade(engine, "0007")
     assert _replica(engine) == before
     assert _foreign_keys(engine)["contract_parties"] == ["accounts", "contracts"]
+    engine.dispose()
+
+
+def _decision_indexes(engine: Engine) -> dict[str, str]:
+    """The definitions of the decision log's user and contract indexes, as the engine
+    keeps them."""
+    query = (
+        "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'decisions'"
+        if engine.dialect.name == "sqlite"
+        else "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'decisions'"
+    )
+    with engine.connect() as conn:
+        found = dict(conn.execute(text(query)).all())
+    return {n: _words(found[n]) for n in ("ix_decisions_user", "ix_decisions_contract")}
+
+
+@pytest.mark.parametrize("fresh_url", ["sqlite", "postgresql"], indirect=True)
+def test_0009_orders_the_decision_indexes_by_bucket_and_keeps_every_entry(fresh_url: str) -> None:
+    engine = make_engine(fresh_url)
+    upgrade(engine, "0008")
+    settings = Settings(database_url=fresh_url, policy_dir=POLICIES)
+    with Runtime.open(settings) as rt:
+        World(rt).sync([contract("C1", "A1:Customer")])
+        rt.decider.check_batch([CheckRequest("u1", "view", "C1"), CheckRequest("u2", "view", "C1")])
+        rt.log.flush()
+    entries = _decision_rows(engine)
+    assert len(entries) == 2
+    assert all("seq>>16" not in d for d in _decision_indexes(engine).values())
+
+    upgrade(engine)
+    indexes = _decision_indexes(engine)
+    assert "seq>>16,user_id,seq" in indexes["ix_decisions_user"]
+    assert "seq>>16,contract_id,seq" in indexes["ix_decisions_contract"]
+    assert _decision_rows(engine) == entries
+    db = Database.from_url(fresh_url)
+    assert [r.seq for r in audit.read(db, user_id="u2")] == [entries[1][0]]
+    assert [r.seq for r in audit.read(db, contract_id="C1")] == [entries[1][0], entries[0][0]]
+    assert audit.verify(db) == (2, [])
+    db.dispose()
+
+    downgrade(engine, "0008")
+    assert all("seq>>16" not in d for d in _decision_indexes(engine).values())
+    assert _decision_rows(engine) == entries
     engine.dispose()
 
 
