@@ -14,11 +14,12 @@ are `authz.log_entry`; both are re-exported here.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 from sqlalchemy import select, update
@@ -266,17 +267,18 @@ class SqlDecisionLog:
     def _write(self, entries: list[LogEntry]) -> None:
         # Everything that costs CPU happens before the transaction, which on SQLite holds the
         # one write lock of the store (links, syncs and the other workers' logs wait on it):
-        # the reasons of denies, and the chain itself, built on the head as read now. Inside,
-        # the head is read again under the lock; only when another worker's log moved it in
-        # between is the chain built again there.
-        reasons = [self._reasons(e) for e in entries]
+        # the reasons of denies, each entry's hashed content but its place in the chain, and
+        # the chain itself, built on the head as read now. Inside, the head is read again
+        # under the lock; only when another worker's log moved it in between is the chain
+        # built again there, from the prepared contents (a hash per entry).
+        prepared = [_prepared(e, self._reasons(e)) for e in entries]
         with self.db.read() as session:
             seen = session.execute(_HEAD).one()
-        rows = self._chain(seen[0], seen[1], entries, reasons)
+        rows = _chain(seen[0], seen[1], prepared)
         with self.db.write() as session:
             head = session.execute(_HEAD.with_for_update()).one()
             if tuple(head) != tuple(seen):
-                rows = self._chain(head[0], head[1], entries, reasons)
+                rows = _chain(head[0], head[1], prepared)
             # Not the ORM's bulk insert: this thread shares the worker's CPU (and GIL) with
             # the requests, and the ORM's per-row bookkeeping was a third of its work.
             insert_rows(session, DecisionRecord.__table__, RECORD_COLUMNS, rows)
@@ -285,35 +287,6 @@ class SqlDecisionLog:
                 .where(DecisionChain.id == 1)
                 .values(last_seq=rows[-1][0], last_hash=rows[-1][-1])
             )
-
-    def _chain(
-        self, seq: int, prev: str, entries: list[LogEntry], reasons: list[tuple[str, ...]]
-    ) -> list[tuple[Any, ...]]:
-        """The entries (with their reasons) as rows of RECORD_COLUMNS, chained after (seq,
-        prev)."""
-        rows = []
-        for e, why in zip(entries, reasons, strict=True):
-            seq += 1
-            row = self._row(seq, prev, e, why)
-            digest = entry_hash(prev, row)
-            rows.append(_stored(row, e, prev, digest))
-            prev = digest
-        return rows
-
-    def _row(self, seq: int, prev: str, e: LogEntry, reasons: tuple[str, ...]) -> dict[str, Any]:
-        return {
-            "seq": seq,
-            "decision_id": e.decision_id,
-            "at": isoformat(e.at),
-            "caller": e.caller,
-            "kind": e.kind,
-            "input": e.request,
-            "allowed": e.allowed,
-            "reasons": list(reasons),
-            "policy_version": e.policy_version,
-            "data_version": e.data_version,
-            "prev_hash": prev,
-        }
 
     def _reasons(self, e: LogEntry) -> tuple[str, ...]:
         """The entry's reasons: as given, none for an allow, else the policy's for the deny
@@ -332,7 +305,7 @@ CLAIM_EVERY_S = 5.0
 # The head of the chain: the last entry's seq and hash.
 _HEAD = select(DecisionChain.last_seq, DecisionChain.last_hash).where(DecisionChain.id == 1)
 
-# The columns of a stored entry, in the order `_stored` gives them.
+# The columns of a stored entry, in the order `_chain` gives them.
 RECORD_COLUMNS = (
     "seq",
     "decision_id",
@@ -351,21 +324,72 @@ RECORD_COLUMNS = (
 )
 
 
-def _stored(row: dict[str, Any], e: LogEntry, prev: str, digest: str) -> tuple[Any, ...]:
-    """The hashed content `row` of entry `e` as a row of RECORD_COLUMNS."""
-    return (
-        row["seq"],
-        e.decision_id,
-        e.at,
-        e.caller,
-        e.kind,
-        orjson.dumps(e.request, option=orjson.OPT_SORT_KEYS).decode(),
-        e.allowed,
-        orjson.dumps(row["reasons"]).decode(),
-        e.policy_version,
-        e.data_version,
-        prev,
-        e.request["user_id"],
-        e.request["contract_id"],
-        digest,
+class _Prepared(NamedTuple):
+    """An entry ready for the chain: the bytes its hash covers but for its place in the
+    chain (`seq` and `prev_hash`), and its stored values."""
+
+    before_prev: bytes  # the canonical content up to the value of "prev_hash"
+    after_prev: bytes  # from after that value up to the value of "seq"
+    entry: LogEntry
+    request: str  # the input and the reasons as stored: canonical JSON
+    reasons: str
+
+
+def _prepared(e: LogEntry, reasons: tuple[str, ...]) -> _Prepared:
+    """`content` of the entry as `canonical` writes it, cut around the two values that depend
+    on its place in the chain: its keys in sorted order, the last three "prev_hash",
+    "reasons" and "seq", the input and the reasons serialized once for both the hash and
+    the row (a property test holds the bytes equal to `canonical`'s)."""
+    request = orjson.dumps(e.request, option=orjson.OPT_SORT_KEYS)
+    why = orjson.dumps(reasons)
+    before = orjson.dumps(
+        {
+            "allowed": e.allowed,
+            "at": e.at,  # orjson writes a time as `isoformat` does
+            "caller": e.caller,
+            "data_version": e.data_version,
+            "decision_id": e.decision_id,
+            "input": orjson.Fragment(request),
+            "kind": e.kind,
+            "policy_version": e.policy_version,
+        }
     )
+    return _Prepared(
+        before[:-1] + b',"prev_hash":"',
+        b'","reasons":' + why + b',"seq":',
+        e,
+        request.decode(),
+        why.decode(),
+    )
+
+
+def _chain(seq: int, prev: str, prepared: list[_Prepared]) -> list[tuple[Any, ...]]:
+    """The prepared entries as rows of RECORD_COLUMNS, chained after (seq, prev): each hash
+    is `entry_hash` of the entry's content."""
+    rows = []
+    for before, after, e, request, reasons in prepared:
+        seq += 1
+        link = prev.encode()
+        digest = hashlib.sha256(
+            link + b"\n" + before + link + after + str(seq).encode() + b"}"
+        ).hexdigest()
+        rows.append(
+            (
+                seq,
+                e.decision_id,
+                e.at,
+                e.caller,
+                e.kind,
+                request,
+                e.allowed,
+                reasons,
+                e.policy_version,
+                e.data_version,
+                prev,
+                e.request["user_id"],
+                e.request["contract_id"],
+                digest,
+            )
+        )
+        prev = digest
+    return rows

@@ -144,23 +144,26 @@ def test_a_batchs_decisions_are_made_at_one_time(logged: Runtime) -> None:
     assert len(batch) == 2 and batch[0].at == batch[1].at
 
 
-def test_a_chain_moved_by_another_worker_meanwhile_is_built_again(logged: Runtime) -> None:
+def test_a_chain_moved_by_another_worker_meanwhile_is_built_again(
+    logged: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The chain is built before the write lock is taken; another worker's log writing in
     between moves the head, and the entries are chained again after it, in the lock."""
     other = Runtime.open(logged.settings)
     try:
         other.decider.check(CheckRequest("u1", "view", "C1"), caller="worker-2")
         logged.decider.check(CheckRequest("u1", "view", "C2"), caller="worker-1")
-        build = logged.log._chain
+        build = audit._chain
         built: list[int] = []
 
-        def meanwhile(seq: int, prev: str, *rest: list) -> list:  # type: ignore[type-arg]
-            if not built:
-                other.log.flush()  # lands between this log's read of the head and its lock
-            built.append(seq)
-            return build(seq, prev, *rest)
+        def meanwhile(seq: int, prev: str, prepared: list) -> list:  # type: ignore[type-arg]
+            if prepared[0].entry.caller == "worker-1":  # this log's, not the other's
+                if not built:
+                    other.log.flush()  # lands between this log's read of the head and its lock
+                built.append(seq)
+            return build(seq, prev, prepared)
 
-        logged.log._chain = meanwhile  # type: ignore[method-assign]
+        monkeypatch.setattr(audit, "_chain", meanwhile)
         logged.log.flush()
     finally:
         other.close()
@@ -360,6 +363,36 @@ def test_a_stored_entrys_hash_is_that_of_the_stdlib_form(logged: Runtime) -> Non
     logged.decider.check(CheckRequest("u1", "view", "C1"))
     logged.log.flush()
     assert audit.verify(logged.db) == (5, [])
+
+
+@given(
+    st.builds(
+        audit.LogEntry,
+        decision_id=TEXT,
+        at=st.datetimes(timezones=st.just(UTC)),
+        caller=TEXT,
+        kind=st.sampled_from(["check", "batch", "explain"]),
+        request=st.fixed_dictionaries(
+            {"user_id": TEXT, "action": TEXT, "contract_id": TEXT, "site_id": st.none() | TEXT},
+            optional={"correlation_id": TEXT},
+        ),
+        allowed=st.booleans(),
+        policy_version=TEXT,
+        data_version=st.integers(0, 2**63 - 1),
+    ),
+    st.lists(TEXT, max_size=3).map(tuple),
+    st.integers(0, 2**62),
+    st.text("0123456789abcdef", min_size=64, max_size=64),
+)
+def test_the_writer_hashes_each_entrys_canonical_content(
+    e: audit.LogEntry, reasons: tuple[str, ...], seq: int, prev: str
+) -> None:
+    """The writer builds the hashed bytes from parts serialized once (`_prepared`); the hash
+    is `entry_hash` of the entry's content as `content` reads it back from its row."""
+    (row,) = audit._chain(seq, prev, [audit._prepared(e, reasons)])
+    stored = DecisionRecord(**dict(zip(audit.RECORD_COLUMNS, row, strict=True)))
+    assert row[0] == seq + 1 and row[10] == prev
+    assert row[-1] == audit.entry_hash(prev, audit.content(stored))
 
 
 @pytest.mark.parametrize("per_statement", [32, 3])
