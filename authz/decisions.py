@@ -48,7 +48,9 @@ class CheckRequest:
     correlation_id: str | None = None
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and a batch
+# makes a Decision and a LogEntry per item (12 fields: 2.0 us frozen, 0.35 with slots).
+@dataclass(slots=True)
 class Decision:
     request: CheckRequest
     allowed: bool

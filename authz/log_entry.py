@@ -19,7 +19,7 @@ from authz.policy import Facts, FrozenFacts
 log = logging.getLogger("authz.audit")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: see `authz.decisions.Decision`
 class LogEntry:
     """What a decision leaves for the log; reasons may be worked out later from the facts."""
 
