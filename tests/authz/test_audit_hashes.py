@@ -1,0 +1,85 @@
+"""The decision log's hashes: the bytes each entry's hash covers, in the forms entries were
+first hashed in."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from authz import audit
+from authz.decisions import CheckRequest
+from authz.models import DecisionRecord
+from authz.runtime import Runtime
+
+# Any text, with lone surrogates left out: neither form can encode those.
+TEXT = st.text(st.characters(exclude_categories=("Cs",)))
+ENTRY_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(TEXT, ENTRY_VALUES, max_size=12))
+def test_canonical_bytes_are_the_stdlib_forms(row: dict) -> None:  # type: ignore[type-arg]
+    """Entries hashed before orjson used json.dumps; they must verify the same way now."""
+    stdlib = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert audit.canonical(row) == stdlib.encode()
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_isoformat_is_the_stdlib_form(at: datetime) -> None:
+    assert audit.isoformat(at) == at.isoformat()
+
+
+def test_a_stored_entrys_hash_is_that_of_the_stdlib_form(logged: Runtime) -> None:
+    """A real entry (time, reasons, input as stored) hashes as json.dumps would have hashed
+    it before orjson, and entries written after it chain on."""
+    with logged.db.write() as s:
+        last = s.scalar(select(DecisionRecord).order_by(DecisionRecord.seq.desc()).limit(1))
+        assert last is not None
+        row = audit.content(last)
+        stdlib = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert (
+            audit.entry_hash(row["prev_hash"], row)
+            == hashlib.sha256(row["prev_hash"].encode() + b"\n" + stdlib.encode()).hexdigest()
+            == last.hash
+        )
+    logged.decider.check(CheckRequest("u1", "view", "C1"))
+    logged.log.flush()
+    assert audit.verify(logged.db) == (5, [])
+
+
+@given(
+    st.builds(
+        audit.LogEntry,
+        decision_id=TEXT,
+        at=st.datetimes(timezones=st.just(UTC)),
+        caller=TEXT,
+        kind=st.sampled_from(["check", "batch", "explain"]),
+        request=st.fixed_dictionaries(
+            {"user_id": TEXT, "action": TEXT, "contract_id": TEXT, "site_id": st.none() | TEXT},
+            optional={"correlation_id": TEXT},
+        ),
+        allowed=st.booleans(),
+        policy_version=TEXT,
+        data_version=st.integers(0, 2**63 - 1),
+    ),
+    st.lists(TEXT, max_size=3).map(tuple),
+    st.integers(0, 2**62),
+    st.text("0123456789abcdef", min_size=64, max_size=64),
+)
+def test_the_writer_hashes_each_entrys_canonical_content(
+    e: audit.LogEntry, reasons: tuple[str, ...], seq: int, prev: str
+) -> None:
+    """The writer builds the hashed bytes from parts serialized once (`_prepared`); the hash
+    is `entry_hash` of the entry's content as `content` reads it back from its row."""
+    (row,) = audit._chain(seq, prev, [audit._prepared(e, reasons)])
+    stored = DecisionRecord(**dict(zip(audit.RECORD_COLUMNS, row, strict=True)))
+    assert row[0] == seq + 1 and row[10] == prev
+    assert row[-1] == audit.entry_hash(prev, audit.content(stored))
