@@ -121,6 +121,10 @@ class SqlDecisionLog:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # notified as the writer takes entries
         self._write_lock = threading.Lock()
+        # The head of the chain as this log's last write left it, and whether no other log
+        # had moved it since the write before (see `_write`).
+        self._left: tuple[int, str] | None = None
+        self._alone = False
         self._wake = threading.Event()
         self._closed = False
         self.observer: LogObserver | None = None
@@ -265,20 +269,22 @@ class SqlDecisionLog:
                 self.observer.backlog(max(waiting, self.backlog()))
 
     def _write(self, entries: list[LogEntry]) -> None:
-        # Everything that costs CPU happens before the transaction, which on SQLite holds the
-        # one write lock of the store (links, syncs and the other workers' logs wait on it):
-        # the reasons of denies, each entry's hashed content but its place in the chain, and
-        # the chain itself, built on the head as read now. Inside, the head is read again
-        # under the lock; only when another worker's log moved it in between is the chain
-        # built again there, from the prepared contents (a hash per entry).
+        # What costs CPU happens before the transaction where it can, as on SQLite the
+        # transaction holds the store's one write lock (links, syncs and the other workers'
+        # logs wait on it): the reasons of denies and each entry's hashed content but its
+        # place in the chain; and, when this log wrote last, the chain itself, built on the
+        # head it left. Inside, the head is read under the lock. When another worker's log
+        # moved it, the chain is built there, from the prepared contents (a hash per entry);
+        # and after such a write it is built only there, once, as the head will likely have
+        # moved again (under load with several workers it moves between most writes).
         prepared = [_prepared(e, self._reasons(e)) for e in entries]
-        with self.db.read() as session:
-            seen = session.execute(_HEAD).one()
-        rows = _chain(seen[0], seen[1], prepared)
+        left = self._left
+        rows = _chain(left[0], left[1], prepared) if left is not None and self._alone else None
         with self.db.write() as session:
-            head = session.execute(_HEAD.with_for_update()).one()
-            if tuple(head) != tuple(seen):
-                rows = _chain(head[0], head[1], prepared)
+            seq, last = session.execute(_HEAD.with_for_update()).one()
+            alone = (seq, last) == left
+            if rows is None or not alone:
+                rows = _chain(seq, last, prepared)
             # Not the ORM's bulk insert: this thread shares the worker's CPU (and GIL) with
             # the requests, and the ORM's per-row bookkeeping was a third of its work.
             insert_rows(session, DecisionRecord.__table__, RECORD_COLUMNS, rows)
@@ -287,6 +293,7 @@ class SqlDecisionLog:
                 .where(DecisionChain.id == 1)
                 .values(last_seq=rows[-1][0], last_hash=rows[-1][-1])
             )
+        self._left, self._alone = (rows[-1][0], rows[-1][-1]), alone
 
     def _reasons(self, e: LogEntry) -> tuple[str, ...]:
         """The entry's reasons: as given, none for an allow, else the policy's for the deny

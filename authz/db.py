@@ -360,6 +360,8 @@ def insert_rows(
         raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
 
+_NOTHING = object()
+
 # Rows per INSERT statement on SQLite (its limit on bound values is 32,766 since 3.32).
 INSERT_CHUNK = 500
 
@@ -382,13 +384,22 @@ def _insert_sqlite(
     ]
     one = f"({', '.join('?' * len(columns))})"
     head = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) VALUES "
+    # Each column's last value and what it became: rows written together often share a
+    # value (a batch's decisions share their time), and converters are pure functions of
+    # immutable values (times, booleans).
+    last: list[tuple[Any, Any]] = [(_NOTHING, None)] * len(converters)
     values: list[Any] = []
     count = 0
     for row in rows:
         if converters:
             row = list(row)  # type: ignore[assignment]
-            for i, convert in converters:
-                row[i] = convert(row[i])  # type: ignore[index]
+            for k, (i, convert) in enumerate(converters):
+                value = row[i]
+                was, became = last[k]
+                if value is not was:
+                    became = convert(value)
+                    last[k] = (value, became)
+                row[i] = became  # type: ignore[index]
         values.extend(row)
         count += 1
         if count == INSERT_CHUNK:

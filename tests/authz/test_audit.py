@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, select, update
 
 from authz import audit
-from authz.decisions import CheckRequest
+from authz.audit import LogEntry
+from authz.decisions import CheckRequest, decision_ids
 from authz.errors import Unavailable
 from authz.models import DecisionRecord
 from authz.runtime import Runtime
@@ -97,32 +100,100 @@ def test_a_batchs_decisions_are_made_at_one_time(logged: Runtime) -> None:
     assert len(batch) == 2 and batch[0].at == batch[1].at
 
 
+def _chains_of(
+    log_caller: str,
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: Callable[[], object] | None = None,
+) -> list[int]:
+    """The seq after which each chain of `log_caller`'s entries is built from now on;
+    `meanwhile` runs once, at the first such build."""
+    build = audit._chain
+    built: list[int] = []
+
+    def spy(seq: int, prev: str, prepared: list) -> list:  # type: ignore[type-arg]
+        if prepared[0].entry.caller == log_caller:  # this log's, not another's
+            if not built and meanwhile is not None:
+                meanwhile()
+            built.append(seq)
+        return build(seq, prev, prepared)
+
+    monkeypatch.setattr(audit, "_chain", spy)
+    return built
+
+
+def test_a_log_writing_alone_chains_each_write_once(
+    logged: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fixture's write found no head it had left (its first), so the next write chains
+    in the lock; after that one, the log knows the head and builds the chain before."""
+    built = _chains_of("worker-1", monkeypatch)
+    for _ in range(3):
+        logged.decider.check(CheckRequest("u1", "view", "C1"), caller="worker-1")
+        logged.log.flush()
+    assert built == [4, 5, 6]  # once per write
+    assert audit.verify(logged.db) == (7, [])
+
+
 def test_a_chain_moved_by_another_worker_meanwhile_is_built_again(
     logged: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The chain is built before the write lock is taken; another worker's log writing in
-    between moves the head, and the entries are chained again after it, in the lock."""
+    """The chain is built on the head this log left, before the write lock is taken;
+    another worker's log writing in between moves the head, and the entries are chained
+    again after it, in the lock."""
+    logged.decider.check(CheckRequest("u1", "view", "C1"), caller="worker-1")
+    logged.log.flush()  # the log knows the head now: it wrote last, twice in a row
     other = Runtime.open(logged.settings)
     try:
         other.decider.check(CheckRequest("u1", "view", "C1"), caller="worker-2")
         logged.decider.check(CheckRequest("u1", "view", "C2"), caller="worker-1")
-        build = audit._chain
-        built: list[int] = []
-
-        def meanwhile(seq: int, prev: str, prepared: list) -> list:  # type: ignore[type-arg]
-            if prepared[0].entry.caller == "worker-1":  # this log's, not the other's
-                if not built:
-                    other.log.flush()  # lands between this log's read of the head and its lock
-                built.append(seq)
-            return build(seq, prev, prepared)
-
-        monkeypatch.setattr(audit, "_chain", meanwhile)
+        built = _chains_of("worker-1", monkeypatch, other.log.flush)
         logged.log.flush()
+        assert built == [5, 6]  # built on the head it left, then again after worker-2's entry
+        # After a move, the next write chains once, in the lock (the head likely moved again).
+        other.decider.check(CheckRequest("u1", "view", "C1"), caller="worker-2")
+        other.log.flush()
+        logged.decider.check(CheckRequest("u1", "view", "C1"), caller="worker-1")
+        logged.log.flush()
+        assert built == [5, 6, 8]
     finally:
         other.close()
-    assert built == [4, 5]  # built on the head as read, then again after worker-2's entry
-    assert audit.verify(logged.db) == (6, [])
-    assert [e.caller for e in audit.read(logged.db)][:2] == ["worker-1", "worker-2"]
+    assert audit.verify(logged.db) == (9, [])
+    assert [e.caller for e in audit.read(logged.db)][:5] == [
+        "worker-1",
+        "worker-2",
+        "worker-1",
+        "worker-2",
+        "worker-1",
+    ]
+
+
+def test_entries_written_together_keep_each_its_own_time(rt: Runtime) -> None:
+    """The writer converts a time that repeats the row before's once (a batch's decisions
+    share theirs): a time that repeats, changes, or comes back is stored as given."""
+    t1 = datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=UTC)
+    t2 = t1 + timedelta(seconds=1)
+    times = [t1, t1, t2, t1, t2, t2 + timedelta(microseconds=1), t1]
+    ids = decision_ids(len(times))
+    rt.log.record(
+        [
+            LogEntry(
+                i,
+                at,
+                "portal",
+                "batch",
+                {"user_id": "u1", "action": "view", "contract_id": "C1", "site_id": None},
+                n % 3 == 0,
+                rt.policy.version,
+                1,
+                (),
+            )
+            for n, (i, at) in enumerate(zip(ids, times, strict=True))
+        ]
+    )
+    rt.log.flush()
+    stored = {e.decision_id: (e.at, e.allowed) for e in audit.read(rt.db)}
+    assert [stored[i] for i in ids] == [(at, n % 3 == 0) for n, at in enumerate(times)]
+    assert audit.verify(rt.db) == (len(times), [])
 
 
 def test_a_failed_write_keeps_the_entries(logged: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
