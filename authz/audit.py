@@ -277,7 +277,8 @@ class SqlDecisionLog:
         # moved it, the chain is built there, from the prepared contents (a hash per entry);
         # and after such a write it is built only there, once, as the head will likely have
         # moved again (under load with several workers it moves between most writes).
-        prepared = [_prepared(e, self._reasons(e)) for e in entries]
+        shared = _SharedKeys()
+        prepared = [_prepared(e, self._reasons(e), shared) for e in entries]
         left = self._left
         rows = _chain(left[0], left[1], prepared) if left is not None and self._alone else None
         with self.db.write() as session:
@@ -342,27 +343,69 @@ class _Prepared(NamedTuple):
     reasons: str
 
 
-def _prepared(e: LogEntry, reasons: tuple[str, ...]) -> _Prepared:
+class _SharedKeys:
+    """The serialized keys whose values entries written together share (a batch's time,
+    caller, kind, policy version and data version), kept for the last entry asked about:
+    a batch's entries come one after another."""
+
+    __slots__ = ("_last", "_pieces")
+
+    def __init__(self) -> None:
+        self._last: LogEntry | None = None
+        self._pieces = (b"", b"")
+
+    def of(self, e: LogEntry) -> tuple[bytes, bytes]:
+        """The canonical bytes from after "allowed"'s value up to "decision_id"'s, and from
+        after "input"'s up to "prev_hash"'s."""
+        last = self._last
+        if (
+            last is None
+            or e.at is not last.at  # the same time object: equal times may differ in offset
+            or e.caller != last.caller
+            or e.data_version != last.data_version
+            or e.kind != last.kind
+            or e.policy_version != last.policy_version
+        ):
+            self._pieces = (
+                b',"at":'  # orjson writes a time as `isoformat` does
+                + orjson.dumps(e.at)
+                + b',"caller":'
+                + orjson.dumps(e.caller)
+                + b',"data_version":'
+                + orjson.dumps(e.data_version)
+                + b',"decision_id":',
+                b',"kind":'
+                + orjson.dumps(e.kind)
+                + b',"policy_version":'
+                + orjson.dumps(e.policy_version)
+                + b',"prev_hash":"',
+            )
+            self._last = e
+        return self._pieces
+
+
+def _prepared(
+    e: LogEntry, reasons: tuple[str, ...], shared: _SharedKeys | None = None
+) -> _Prepared:
     """`content` of the entry as `canonical` writes it, cut around the two values that depend
     on its place in the chain: its keys in sorted order, the last three "prev_hash",
     "reasons" and "seq", the input and the reasons serialized once for both the hash and
-    the row (a property test holds the bytes equal to `canonical`'s)."""
+    the row, and the keys it shares with the entry prepared before it (`shared`) not
+    serialized again (property tests hold the bytes equal to `canonical`'s)."""
     request = orjson.dumps(e.request, option=orjson.OPT_SORT_KEYS)
     why = orjson.dumps(reasons)
-    before = orjson.dumps(
-        {
-            "allowed": e.allowed,
-            "at": e.at,  # orjson writes a time as `isoformat` does
-            "caller": e.caller,
-            "data_version": e.data_version,
-            "decision_id": e.decision_id,
-            "input": orjson.Fragment(request),
-            "kind": e.kind,
-            "policy_version": e.policy_version,
-        }
-    )
+    head, tail = (shared or _SharedKeys()).of(e)
     return _Prepared(
-        before[:-1] + b',"prev_hash":"',
+        b"".join(
+            (
+                b'{"allowed":true' if e.allowed else b'{"allowed":false',
+                head,
+                orjson.dumps(e.decision_id),
+                b',"input":',
+                request,
+                tail,
+            )
+        ),
         b'","reasons":' + why + b',"seq":',
         e,
         request.decode(),
@@ -378,7 +421,7 @@ def _chain(seq: int, prev: str, prepared: list[_Prepared]) -> list[tuple[Any, ..
         seq += 1
         link = prev.encode()
         digest = hashlib.sha256(
-            link + b"\n" + before + link + after + str(seq).encode() + b"}"
+            b"".join((link, b"\n", before, link, after, b"%d}" % seq))
         ).hexdigest()
         rows.append(
             (

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from authz.audit import DecisionLog, LogEntry
 from authz.config import Settings
@@ -37,9 +37,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class CheckRequest:
-    """May user `user_id` do `action` on contract `contract_id` (through site `site_id`)?"""
+class CheckRequest(NamedTuple):
+    """May user `user_id` do `action` on contract `contract_id` (through site `site_id`)?
+
+    Immutable and hashable, as a frozen dataclass would be, and made for every item of a
+    batch: a frozen dataclass of these five fields took 0.64 us to make, this 0.24 (timeit).
+    """
 
     user_id: str
     action: str
@@ -130,6 +133,9 @@ class Decider:
 
         :raises InvalidInput: naming each bad item and the valid actions.
         """
+        actions = self.policy.actions
+        if all(r.action in actions for r in requests):
+            return
         found = (
             self.policy.unknown_action(r.action, f"{prefix.format(i=i)}action")
             for i, r in enumerate(requests)

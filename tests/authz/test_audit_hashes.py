@@ -3,9 +3,10 @@ first hashed in."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -55,21 +56,24 @@ def test_a_stored_entrys_hash_is_that_of_the_stdlib_form(logged: Runtime) -> Non
     assert audit.verify(logged.db) == (5, [])
 
 
-@given(
-    st.builds(
-        audit.LogEntry,
-        decision_id=TEXT,
-        at=st.datetimes(timezones=st.just(UTC)),
-        caller=TEXT,
-        kind=st.sampled_from(["check", "batch", "explain"]),
-        request=st.fixed_dictionaries(
-            {"user_id": TEXT, "action": TEXT, "contract_id": TEXT, "site_id": st.none() | TEXT},
-            optional={"correlation_id": TEXT},
-        ),
-        allowed=st.booleans(),
-        policy_version=TEXT,
-        data_version=st.integers(0, 2**63 - 1),
+ENTRIES = st.builds(
+    audit.LogEntry,
+    decision_id=TEXT,
+    at=st.datetimes(timezones=st.just(UTC)),
+    caller=TEXT,
+    kind=st.sampled_from(["check", "batch", "explain"]),
+    request=st.fixed_dictionaries(
+        {"user_id": TEXT, "action": TEXT, "contract_id": TEXT, "site_id": st.none() | TEXT},
+        optional={"correlation_id": TEXT},
     ),
+    allowed=st.booleans(),
+    policy_version=TEXT,
+    data_version=st.integers(0, 2**63 - 1),
+)
+
+
+@given(
+    ENTRIES,
     st.lists(TEXT, max_size=3).map(tuple),
     st.integers(0, 2**62),
     st.text("0123456789abcdef", min_size=64, max_size=64),
@@ -83,3 +87,60 @@ def test_the_writer_hashes_each_entrys_canonical_content(
     stored = DecisionRecord(**dict(zip(audit.RECORD_COLUMNS, row, strict=True)))
     assert row[0] == seq + 1 and row[10] == prev
     assert row[-1] == audit.entry_hash(prev, audit.content(stored))
+
+
+@given(
+    ENTRIES,
+    st.lists(
+        st.tuples(
+            st.sampled_from(["same", "at", "caller", "kind", "policy_version", "data_version"]),
+            TEXT,
+            st.booleans(),
+            st.lists(TEXT, max_size=2).map(tuple),
+        ),
+        max_size=5,
+    ),
+    st.datetimes(timezones=st.just(UTC)),
+)
+def test_entries_written_together_hash_their_own_content(
+    first: audit.LogEntry,
+    then: list[tuple[str, str, bool, tuple[str, ...]]],
+    other_time: datetime,
+) -> None:
+    """Entries prepared in one write serialize what they share with the entry before once
+    (`_SharedKeys`); each still hashes its own content, whether it shares all of it, or
+    differs in its time, caller, kind or either version."""
+    changes = {
+        "same": {},
+        "at": {"at": other_time},
+        "caller": {"caller": first.caller + "x"},
+        "kind": {"kind": "explain" if first.kind != "explain" else "check"},
+        "policy_version": {"policy_version": first.policy_version + "x"},
+        "data_version": {"data_version": first.data_version // 2},
+    }
+    entries, reasons = [first], [()]
+    for n, (what, decision_id, allowed, why) in enumerate(then):
+        previous = entries[-1]
+        entries.append(
+            dataclasses.replace(
+                previous, decision_id=f"{decision_id}{n}", allowed=allowed, **changes[what]
+            )
+        )
+        reasons.append(why)
+    shared = audit._SharedKeys()
+    prepared = [audit._prepared(e, r, shared) for e, r in zip(entries, reasons, strict=True)]
+    prev = "0" * 64
+    for row in audit._chain(0, prev, prepared):
+        stored = DecisionRecord(**dict(zip(audit.RECORD_COLUMNS, row, strict=True)))
+        assert row[-1] == audit.entry_hash(prev, audit.content(stored))
+        prev = row[-1]
+
+
+def test_an_equal_time_in_another_offset_is_serialized_again() -> None:
+    """Two times equal as instants but written differently are not taken for the same."""
+    at = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    e = audit.LogEntry("d1", at, "portal", "check", {}, True, "p", 1)
+    shifted = dataclasses.replace(e, at=at.astimezone(timezone(timedelta(hours=2))))
+    shared = audit._SharedKeys()
+    assert shared.of(e)[0] != shared.of(shifted)[0]
+    assert b"12:00:00+02:00" in shared.of(shifted)[0]
