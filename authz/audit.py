@@ -18,8 +18,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import select, update
@@ -92,8 +92,8 @@ class SqlDecisionLog:
         policy: Policy,
         journal: Journal | None,
         interval: float = 1.0,
-        max_buffer: int = 5000,
-        max_backlog: int = 20_000,
+        max_buffer: int = 20_000,
+        max_backlog: int = 40_000,
         max_wait: float = 2.0,
     ) -> None:
         """`journal` is in the store's journal directory (`Settings.journal`; None for a
@@ -107,7 +107,12 @@ class SqlDecisionLog:
         buys bigger, cheaper writes (on SQLite each commit rewrites every index page it
         touched: with wrk at 8 connections on SQLite, the writers spent 76 us of CPU per
         check at 0.2 s and 45 at 1 s, and checks reached 0.60-0.63 of the empty endpoint's
-        throughput at 0.2 s against 0.64-0.69 at 1 s, medians of three runs each)."""
+        throughput at 0.2 s against 0.64-0.69 at 1 s, medians of three runs each). For the
+        same reason `max_buffer` is large: under batch load (wrk, 8 connections, SQLite),
+        the writers spent 15.0 us of CPU per entry writing 5,000 per transaction, 13.6 at
+        10,000 and 11.9 at 20,000; the cost is that a transaction, and on SQLite the store's
+        write lock, lasts longer (a few hundred ms at 20,000), and so does a decision's wait
+        for room when the log is behind."""
         self.db = db
         self.journal = journal
         # The writer thread asks the policy for reasons; oso instances are not shared
@@ -268,33 +273,38 @@ class SqlDecisionLog:
                 # far behind the writer runs, and an operator would see nothing.
                 self.observer.backlog(max(waiting, self.backlog()))
 
-    def _write(self, entries: list[LogEntry]) -> None:
-        # What costs CPU happens before the transaction where it can, as on SQLite the
-        # transaction holds the store's one write lock (links, syncs and the other workers'
-        # logs wait on it): the reasons of denies and each entry's hashed content but its
-        # place in the chain; and, when this log wrote last, the chain itself, built on the
-        # head it left. Inside, the head is read under the lock. When another worker's log
-        # moved it, the chain is built there, from the prepared contents (a hash per entry);
-        # and after such a write it is built only there, once, as the head will likely have
-        # moved again (under load with several workers it moves between most writes).
-        shared = _SharedKeys()
-        prepared = [_prepared(e, self._reasons(e), shared) for e in entries]
+    def _write(self, entries: Iterable[LogEntry]) -> None:
+        # On SQLite the transaction holds the store's one write lock (links, syncs and the
+        # other workers' logs wait on it), so when this log wrote last its rows are built
+        # before it, chained on the head it left. Inside, the head is read under the lock.
+        # When another worker's log moved it, the rows are built there, as they are written
+        # (a few at a time, not all in memory at once); and after such a write they are
+        # built only there, as the head will likely have moved again (under load with
+        # several workers it moves between most writes).
         left = self._left
-        rows = _chain(left[0], left[1], prepared) if left is not None and self._alone else None
+        built = (
+            list(_Chained(left[0], left[1], entries, self._reasons))
+            if left is not None and self._alone
+            else None
+        )
         with self.db.write() as session:
             seq, last = session.execute(_HEAD.with_for_update()).one()
             alone = (seq, last) == left
-            if rows is None or not alone:
-                rows = _chain(seq, last, prepared)
+            rows = _Chained(seq, last, entries, self._reasons)
             # Not the ORM's bulk insert: this thread shares the worker's CPU (and GIL) with
             # the requests, and the ORM's per-row bookkeeping was a third of its work.
-            insert_rows(session, DecisionRecord.__table__, RECORD_COLUMNS, rows)
+            if built is not None and alone:
+                insert_rows(session, DecisionRecord.__table__, RECORD_COLUMNS, built)
+                head = built[-1][0], built[-1][-1]
+            else:
+                insert_rows(session, DecisionRecord.__table__, RECORD_COLUMNS, rows)
+                head = rows.seq, rows.prev
             session.execute(
                 update(DecisionChain)
                 .where(DecisionChain.id == 1)
-                .values(last_seq=rows[-1][0], last_hash=rows[-1][-1])
+                .values(last_seq=head[0], last_hash=head[1])
             )
-        self._left, self._alone = (rows[-1][0], rows[-1][-1]), alone
+        self._left, self._alone = head, alone
 
     def _reasons(self, e: LogEntry) -> tuple[str, ...]:
         """The entry's reasons: as given, none for an allow, else the policy's for the deny
@@ -313,7 +323,7 @@ CLAIM_EVERY_S = 5.0
 # The head of the chain: the last entry's seq and hash.
 _HEAD = select(DecisionChain.last_seq, DecisionChain.last_hash).where(DecisionChain.id == 1)
 
-# The columns of a stored entry, in the order `_chain` gives them.
+# The columns of a stored entry, in the order `_Chained` gives them.
 RECORD_COLUMNS = (
     "seq",
     "decision_id",
@@ -330,17 +340,6 @@ RECORD_COLUMNS = (
     "contract_id",
     "hash",
 )
-
-
-class _Prepared(NamedTuple):
-    """An entry ready for the chain: the bytes its hash covers but for its place in the
-    chain (`seq` and `prev_hash`), and its stored values."""
-
-    before_prev: bytes  # the canonical content up to the value of "prev_hash"
-    after_prev: bytes  # from after that value up to the value of "seq"
-    entry: LogEntry
-    request: str  # the input and the reasons as stored: canonical JSON
-    reasons: str
 
 
 class _SharedKeys:
@@ -384,48 +383,34 @@ class _SharedKeys:
         return self._pieces
 
 
-def _prepared(
-    e: LogEntry, reasons: tuple[str, ...], shared: _SharedKeys | None = None
-) -> _Prepared:
-    """`content` of the entry as `canonical` writes it, cut around the two values that depend
-    on its place in the chain: its keys in sorted order, the last three "prev_hash",
-    "reasons" and "seq", the input and the reasons serialized once for both the hash and
-    the row, and the keys it shares with the entry prepared before it (`shared`) not
-    serialized again (property tests hold the bytes equal to `canonical`'s)."""
-    request = orjson.dumps(e.request, option=orjson.OPT_SORT_KEYS)
-    why = orjson.dumps(reasons)
-    head, tail = (shared or _SharedKeys()).of(e)
-    return _Prepared(
-        b"".join(
-            (
-                b'{"allowed":true' if e.allowed else b'{"allowed":false',
-                head,
-                orjson.dumps(e.decision_id),
-                b',"input":',
-                request,
-                tail,
-            )
-        ),
-        b'","reasons":' + why + b',"seq":',
-        e,
-        request.decode(),
-        why.decode(),
-    )
+class _Chained:
+    """The entries as rows of RECORD_COLUMNS, chained after (`seq`, `prev`) as they are
+    iterated (once): each hash is `entry_hash` of the entry's content. `seq` and `prev` are
+    then those of the last row given."""
 
+    def __init__(
+        self,
+        seq: int,
+        prev: str,
+        entries: Iterable[LogEntry],
+        reasons: Callable[[LogEntry], tuple[str, ...]],
+    ) -> None:
+        self.seq, self.prev = seq, prev
+        self._entries = entries
+        self._reasons = reasons
 
-def _chain(seq: int, prev: str, prepared: list[_Prepared]) -> list[tuple[Any, ...]]:
-    """The prepared entries as rows of RECORD_COLUMNS, chained after (seq, prev): each hash
-    is `entry_hash` of the entry's content."""
-    rows = []
-    for before, after, e, request, reasons in prepared:
-        seq += 1
-        link = prev.encode()
-        digest = hashlib.sha256(
-            b"".join((link, b"\n", before, link, after, b"%d}" % seq))
-        ).hexdigest()
-        rows.append(
-            (
-                seq,
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        shared = _SharedKeys()
+        for e in self._entries:
+            before, after, request, reasons = _prepared(e, self._reasons(e), shared)
+            self.seq += 1
+            prev, link = self.prev, self.prev.encode()
+            digest = hashlib.sha256(
+                b"".join((link, b"\n", before, link, after, b"%d}" % self.seq))
+            ).hexdigest()
+            q = e.request
+            yield (
+                self.seq,
                 e.decision_id,
                 e.at,
                 e.caller,
@@ -436,10 +421,34 @@ def _chain(seq: int, prev: str, prepared: list[_Prepared]) -> list[tuple[Any, ..
                 e.policy_version,
                 e.data_version,
                 prev,
-                e.request["user_id"],
-                e.request["contract_id"],
+                q["user_id"],
+                q["contract_id"],
                 digest,
             )
+            self.prev = digest
+
+
+def _prepared(
+    e: LogEntry, reasons: tuple[str, ...], shared: _SharedKeys
+) -> tuple[bytes, bytes, str, str]:
+    """`content` of the entry as `canonical` writes it, cut around the two values that depend
+    on its place in the chain: the bytes up to the value of "prev_hash" and from after it up
+    to the value of "seq" (its keys in sorted order, the last three "prev_hash", "reasons"
+    and "seq"); then the input and the reasons as stored, canonical JSON serialized once for
+    both the hash and the row. The keys it shares with the entry prepared before it
+    (`shared`) are not serialized again. Property tests hold the bytes equal to `canonical`'s.
+    """
+    request = orjson.dumps(e.request, option=orjson.OPT_SORT_KEYS)
+    why = orjson.dumps(reasons)
+    head, tail = shared.of(e)
+    before = b"".join(
+        (
+            b'{"allowed":true' if e.allowed else b'{"allowed":false',
+            head,
+            orjson.dumps(e.decision_id),
+            b',"input":',
+            request,
+            tail,
         )
-        prev = digest
-    return rows
+    )
+    return before, b'","reasons":' + why + b',"seq":', request.decode(), why.decode()

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, select, update
 
 from authz import audit
-from authz.audit import LogEntry
+from authz.audit import RECORD_COLUMNS, LogEntry
 from authz.decisions import CheckRequest, decision_ids
 from authz.errors import Unavailable
 from authz.models import DecisionRecord
@@ -106,18 +107,24 @@ def _chains_of(
     meanwhile: Callable[[], object] | None = None,
 ) -> list[int]:
     """The seq after which each chain of `log_caller`'s entries is built from now on;
-    `meanwhile` runs once, at the first such build."""
-    build = audit._chain
+    `meanwhile` runs once, as the first such build starts."""
     built: list[int] = []
 
-    def spy(seq: int, prev: str, prepared: list) -> list:  # type: ignore[type-arg]
-        if prepared[0].entry.caller == log_caller:  # this log's, not another's
-            if not built and meanwhile is not None:
-                meanwhile()
-            built.append(seq)
-        return build(seq, prev, prepared)
+    class Spy(audit._Chained):
+        def __iter__(self) -> Iterator[tuple[Any, ...]]:
+            start = self.seq
+            rows = super().__iter__()
+            first = next(rows, None)
+            if first is None:
+                return
+            if first[RECORD_COLUMNS.index("caller")] == log_caller:  # not another log's
+                if not built and meanwhile is not None:
+                    meanwhile()
+                built.append(start)
+            yield first
+            yield from rows
 
-    monkeypatch.setattr(audit, "_chain", spy)
+    monkeypatch.setattr(audit, "_Chained", Spy)
     return built
 
 
@@ -260,9 +267,9 @@ def test_the_writer_writes_at_most_max_buffer_entries_per_transaction(
     sizes: list[int] = []
     write = logged.log._write
 
-    def counted(entries: list[audit.LogEntry]) -> None:
-        sizes.append(len(entries))
+    def counted(entries: Iterable[audit.LogEntry]) -> None:
         write(entries)
+        sizes.append(sum(1 for _ in entries))  # iterated again: the entries it took
 
     monkeypatch.setattr(logged.log, "_write", counted)
     monkeypatch.setattr(logged.log, "max_buffer", 4)
@@ -280,11 +287,11 @@ def test_a_flush_writes_what_waited_when_it_began_not_what_comes_meanwhile(
     sizes: list[int] = []
     write = logged.log._write
 
-    def busy(entries: list[audit.LogEntry]) -> None:
-        sizes.append(len(entries))
-        if len(sizes) == 1:
+    def busy(entries: Iterable[audit.LogEntry]) -> None:
+        if not sizes:
             logged.decider.check(CheckRequest("u1", "view", "C1"))  # arrives during the write
         write(entries)
+        sizes.append(sum(1 for _ in entries))
 
     logged.log.close()  # no background writer taking turns with this test's flush
     monkeypatch.setattr(logged.log, "_write", busy)
@@ -322,7 +329,8 @@ def test_a_decision_waits_for_room_while_the_writer_catches_up(
     writing, release = threading.Event(), threading.Event()
     write = logged.log._write
 
-    def slow(entries: list[audit.LogEntry]) -> None:
+    def slow(entries: Iterable[audit.LogEntry]) -> None:
+        list(entries)  # takes them from the backlog, as a write does building their rows
         writing.set()
         release.wait(10)
         write(entries)

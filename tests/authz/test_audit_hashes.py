@@ -83,7 +83,7 @@ def test_the_writer_hashes_each_entrys_canonical_content(
 ) -> None:
     """The writer builds the hashed bytes from parts serialized once (`_prepared`); the hash
     is `entry_hash` of the entry's content as `content` reads it back from its row."""
-    (row,) = audit._chain(seq, prev, [audit._prepared(e, reasons)])
+    (row,) = audit._Chained(seq, prev, [e], lambda _: reasons)
     stored = DecisionRecord(**dict(zip(audit.RECORD_COLUMNS, row, strict=True)))
     assert row[0] == seq + 1 and row[10] == prev
     assert row[-1] == audit.entry_hash(prev, audit.content(stored))
@@ -127,10 +127,9 @@ def test_entries_written_together_hash_their_own_content(
             )
         )
         reasons.append(why)
-    shared = audit._SharedKeys()
-    prepared = [audit._prepared(e, r, shared) for e, r in zip(entries, reasons, strict=True)]
+    reasons_of = {id(e): r for e, r in zip(entries, reasons, strict=True)}
     prev = "0" * 64
-    for row in audit._chain(0, prev, prepared):
+    for row in audit._Chained(0, prev, entries, lambda e: reasons_of[id(e)]):
         stored = DecisionRecord(**dict(zip(audit.RECORD_COLUMNS, row, strict=True)))
         assert row[-1] == audit.entry_hash(prev, audit.content(stored))
         prev = row[-1]
