@@ -92,8 +92,8 @@ class SqlDecisionLog:
         policy: Policy,
         journal: Journal | None,
         interval: float = 1.0,
-        max_buffer: int = 20_000,
-        max_backlog: int = 40_000,
+        max_buffer: int | None = None,
+        max_backlog: int | None = None,
         max_wait: float = 2.0,
     ) -> None:
         """`journal` is in the store's journal directory (`Settings.journal`; None for a
@@ -108,19 +108,24 @@ class SqlDecisionLog:
         touched: with wrk at 8 connections on SQLite, the writers spent 76 us of CPU per
         check at 0.2 s and 45 at 1 s, and checks reached 0.60-0.63 of the empty endpoint's
         throughput at 0.2 s against 0.64-0.69 at 1 s, medians of three runs each). For the
-        same reason `max_buffer` is large: under batch load (wrk, 8 connections, SQLite),
-        the writers spent 15.0 us of CPU per entry writing 5,000 per transaction, 13.6 at
-        10,000 and 11.9 at 20,000; the cost is that a transaction, and on SQLite the store's
-        write lock, lasts longer (a few hundred ms at 20,000), and so does a decision's wait
-        for room when the log is behind."""
+        same reason, on SQLite `max_buffer` is 20,000 by default (`max_backlog` 40,000):
+        under batch load (wrk, 8 connections) the writers spent 15.0 us of CPU per entry
+        writing 5,000 per transaction, 13.6 at 10,000 and 11.9 at 20,000. The cost is that a
+        transaction, and the store's one write lock, lasts longer (a few hundred ms at
+        20,000), and so does a decision's wait for room when the log is behind (batch p99
+        at saturation 200-300 ms against 80-100). On PostgreSQL, which writes a row's index
+        entries to its WAL rather than whole pages, 20,000 per transaction spent as much CPU
+        per entry as 5,000 (worker and server, 29-31 us either way) and tripled that p99
+        (262-330 ms against 111): 5,000 there (`max_backlog` 20,000)."""
         self.db = db
         self.journal = journal
         # The writer thread asks the policy for reasons; oso instances are not shared
         # across threads, so it has its own copy of the same files.
         self._policy = Policy(policy.files)
         self.interval = interval
-        self.max_buffer = max_buffer
-        self.max_backlog = max_backlog
+        sqlite = db.is_sqlite
+        self.max_buffer = max_buffer or (20_000 if sqlite else 5_000)
+        self.max_backlog = max_backlog or (40_000 if sqlite else 20_000)
         self.max_wait = max_wait
         self._buffer: list[LogEntry] = []
         self._lock = threading.Lock()
