@@ -29,9 +29,10 @@ def test_the_decision_logs_rows_go_in_binary_with_their_columns_types() -> None:
 
 
 def test_the_replicas_bulk_rows_go_in_binary() -> None:
-    assert _copy_types(ContractParty.__table__, ("contract_id", "account_id", "role_type")) == [
-        "varchar"
-    ] * 3
+    assert (
+        _copy_types(ContractParty.__table__, ("contract_id", "account_id", "role_type"))
+        == ["varchar"] * 3
+    )
     assert _copy_types(AccountTerm.__table__, ("term", "account_id")) == ["varchar"] * 2
 
 
