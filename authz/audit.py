@@ -8,22 +8,22 @@ store writes what the store lacks. A decision that would take the backlog past
 `max_backlog` waits for room or is not answered (503): memory stays bounded while the store
 is slow or down. Reasons of a denied check are worked out by the writer thread, from the
 facts the decision was made on, with its own copy of the same policy version. How entries
-are hashed, read, verified and pruned is `authz.audit_trail`; the entry and its journal line
-are `authz.log_entry`; both are re-exported here.
+are read, verified and pruned is `authz.audit_trail`; the entry and its journal line are
+`authz.log_entry` (both re-exported here); an entry as a stored, chained row is
+`authz.log_rows`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-import orjson
 from sqlalchemy import select, update
 
+from authz import log_rows
 from authz.audit_trail import (
     DecisionView,
     Problem,
@@ -35,7 +35,8 @@ from authz.audit_trail import (
     read,
     verify,
 )
-from authz.db import Database, insert_rows
+from authz.bulk import insert_rows
+from authz.db import Database
 from authz.errors import Unavailable
 from authz.journal import Journal
 from authz.log_entry import LogEntry, entries_of, entry_of_line, journal_line
@@ -287,29 +288,26 @@ class SqlDecisionLog:
         # built only there, as the head will likely have moved again (under load with
         # several workers it moves between most writes).
         left = self._left
-        built = (
-            list(_Chained(left[0], left[1], entries, self._reasons))
-            if left is not None and self._alone
-            else None
-        )
+        chained: log_rows.Chained | None = None
+        rows: Iterable[tuple[Any, ...]] = ()
+        if left is not None and self._alone:
+            chained = log_rows.Chained(left[0], left[1], entries, self._reasons)
+            rows = list(chained)
         with self.db.write() as session:
             seq, last = session.execute(_HEAD.with_for_update()).one()
             alone = (seq, last) == left
-            rows = _Chained(seq, last, entries, self._reasons)
+            if chained is None or not alone:
+                chained = log_rows.Chained(seq, last, entries, self._reasons)
+                rows = chained  # built as insert_rows consumes them
             # Not the ORM's bulk insert: this thread shares the worker's CPU (and GIL) with
             # the requests, and the ORM's per-row bookkeeping was a third of its work.
-            if built is not None and alone:
-                insert_rows(session, DecisionRecord.__table__, RECORD_COLUMNS, built)
-                head = built[-1][0], built[-1][-1]
-            else:
-                insert_rows(session, DecisionRecord.__table__, RECORD_COLUMNS, rows)
-                head = rows.seq, rows.prev
+            insert_rows(session, DecisionRecord.__table__, log_rows.RECORD_COLUMNS, rows)
             session.execute(
                 update(DecisionChain)
                 .where(DecisionChain.id == 1)
-                .values(last_seq=head[0], last_hash=head[1])
+                .values(last_seq=chained.seq, last_hash=chained.prev)
             )
-        self._left, self._alone = head, alone
+        self._left, self._alone = (chained.seq, chained.prev), alone
 
     def _reasons(self, e: LogEntry) -> tuple[str, ...]:
         """The entry's reasons: as given, none for an allow, else the policy's for the deny
@@ -327,133 +325,3 @@ CLAIM_EVERY_S = 5.0
 
 # The head of the chain: the last entry's seq and hash.
 _HEAD = select(DecisionChain.last_seq, DecisionChain.last_hash).where(DecisionChain.id == 1)
-
-# The columns of a stored entry, in the order `_Chained` gives them.
-RECORD_COLUMNS = (
-    "seq",
-    "decision_id",
-    "at",
-    "caller",
-    "kind",
-    "input",
-    "allowed",
-    "reasons",
-    "policy_version",
-    "data_version",
-    "prev_hash",
-    "user_id",
-    "contract_id",
-    "hash",
-)
-
-
-class _SharedKeys:
-    """The serialized keys whose values entries written together share (a batch's time,
-    caller, kind, policy version and data version), kept for the last entry asked about:
-    a batch's entries come one after another."""
-
-    __slots__ = ("_last", "_pieces")
-
-    def __init__(self) -> None:
-        self._last: LogEntry | None = None
-        self._pieces = (b"", b"")
-
-    def of(self, e: LogEntry) -> tuple[bytes, bytes]:
-        """The canonical bytes from after "allowed"'s value up to "decision_id"'s, and from
-        after "input"'s up to "prev_hash"'s."""
-        last = self._last
-        if (
-            last is None
-            or e.at is not last.at  # the same time object: equal times may differ in offset
-            or e.caller != last.caller
-            or e.data_version != last.data_version
-            or e.kind != last.kind
-            or e.policy_version != last.policy_version
-        ):
-            self._pieces = (
-                b',"at":'  # orjson writes a time as `isoformat` does
-                + orjson.dumps(e.at)
-                + b',"caller":'
-                + orjson.dumps(e.caller)
-                + b',"data_version":'
-                + orjson.dumps(e.data_version)
-                + b',"decision_id":',
-                b',"kind":'
-                + orjson.dumps(e.kind)
-                + b',"policy_version":'
-                + orjson.dumps(e.policy_version)
-                + b',"prev_hash":"',
-            )
-            self._last = e
-        return self._pieces
-
-
-class _Chained:
-    """The entries as rows of RECORD_COLUMNS, chained after (`seq`, `prev`) as they are
-    iterated (once): each hash is `entry_hash` of the entry's content. `seq` and `prev` are
-    then those of the last row given."""
-
-    def __init__(
-        self,
-        seq: int,
-        prev: str,
-        entries: Iterable[LogEntry],
-        reasons: Callable[[LogEntry], tuple[str, ...]],
-    ) -> None:
-        self.seq, self.prev = seq, prev
-        self._entries = entries
-        self._reasons = reasons
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        shared = _SharedKeys()
-        for e in self._entries:
-            before, after, request, reasons = _prepared(e, self._reasons(e), shared)
-            self.seq += 1
-            prev, link = self.prev, self.prev.encode()
-            digest = hashlib.sha256(
-                b"".join((link, b"\n", before, link, after, b"%d}" % self.seq))
-            ).hexdigest()
-            q = e.request
-            yield (
-                self.seq,
-                e.decision_id,
-                e.at,
-                e.caller,
-                e.kind,
-                request,
-                e.allowed,
-                reasons,
-                e.policy_version,
-                e.data_version,
-                prev,
-                q["user_id"],
-                q["contract_id"],
-                digest,
-            )
-            self.prev = digest
-
-
-def _prepared(
-    e: LogEntry, reasons: tuple[str, ...], shared: _SharedKeys
-) -> tuple[bytes, bytes, str, str]:
-    """`content` of the entry as `canonical` writes it, cut around the two values that depend
-    on its place in the chain: the bytes up to the value of "prev_hash" and from after it up
-    to the value of "seq" (its keys in sorted order, the last three "prev_hash", "reasons"
-    and "seq"); then the input and the reasons as stored, canonical JSON serialized once for
-    both the hash and the row. The keys it shares with the entry prepared before it
-    (`shared`) are not serialized again. Property tests hold the bytes equal to `canonical`'s.
-    """
-    request = orjson.dumps(e.request, option=orjson.OPT_SORT_KEYS)
-    why = orjson.dumps(reasons)
-    head, tail = shared.of(e)
-    before = b"".join(
-        (
-            b'{"allowed":true' if e.allowed else b'{"allowed":false',
-            head,
-            orjson.dumps(e.decision_id),
-            b',"input":',
-            request,
-            tail,
-        )
-    )
-    return before, b'","reasons":' + why + b',"seq":', request.decode(), why.decode()

@@ -13,7 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from authz.db import Database, insert_rows
+from authz.bulk import insert_rows
+from authz.db import Database
 from authz.errors import FieldError, InvalidInput, Refused
 from authz.models import (
     Account,

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select, update
 
-from authz import audit
-from authz.audit import RECORD_COLUMNS, LogEntry
+from authz import audit, log_rows
+from authz.audit import LogEntry
 from authz.decisions import CheckRequest, decision_ids
 from authz.errors import Unavailable
+from authz.log_rows import RECORD_COLUMNS
 from authz.models import DecisionRecord
 from authz.runtime import Runtime
 from tests.conftest import World, log_refusing_writes
@@ -110,7 +111,7 @@ def _chains_of(
     `meanwhile` runs once, as the first such build starts."""
     built: list[int] = []
 
-    class Spy(audit._Chained):
+    class Spy(log_rows.Chained):
         def __iter__(self) -> Iterator[tuple[Any, ...]]:
             start = self.seq
             rows = super().__iter__()
@@ -124,7 +125,7 @@ def _chains_of(
             yield first
             yield from rows
 
-    monkeypatch.setattr(audit, "_Chained", Spy)
+    monkeypatch.setattr(log_rows, "Chained", Spy)
     return built
 
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from authz import audit
+from authz import audit, log_rows
 from authz.decisions import CheckRequest
 from authz.models import DecisionRecord
 from authz.runtime import Runtime
@@ -81,10 +81,10 @@ ENTRIES = st.builds(
 def test_the_writer_hashes_each_entrys_canonical_content(
     e: audit.LogEntry, reasons: tuple[str, ...], seq: int, prev: str
 ) -> None:
-    """The writer builds the hashed bytes from parts serialized once (`_prepared`); the hash
+    """The writer builds the hashed bytes from parts serialized once (`prepared`); the hash
     is `entry_hash` of the entry's content as `content` reads it back from its row."""
-    (row,) = audit._Chained(seq, prev, [e], lambda _: reasons)
-    stored = DecisionRecord(**dict(zip(audit.RECORD_COLUMNS, row, strict=True)))
+    (row,) = log_rows.Chained(seq, prev, [e], lambda _: reasons)
+    stored = DecisionRecord(**dict(zip(log_rows.RECORD_COLUMNS, row, strict=True)))
     assert row[0] == seq + 1 and row[10] == prev
     assert row[-1] == audit.entry_hash(prev, audit.content(stored))
 
@@ -108,7 +108,7 @@ def test_entries_written_together_hash_their_own_content(
     other_time: datetime,
 ) -> None:
     """Entries prepared in one write serialize what they share with the entry before once
-    (`_SharedKeys`); each still hashes its own content, whether it shares all of it, or
+    (`SharedKeys`); each still hashes its own content, whether it shares all of it, or
     differs in its time, caller, kind or either version."""
     changes = {
         "same": {},
@@ -129,8 +129,8 @@ def test_entries_written_together_hash_their_own_content(
         reasons.append(why)
     reasons_of = {id(e): r for e, r in zip(entries, reasons, strict=True)}
     prev = "0" * 64
-    for row in audit._Chained(0, prev, entries, lambda e: reasons_of[id(e)]):
-        stored = DecisionRecord(**dict(zip(audit.RECORD_COLUMNS, row, strict=True)))
+    for row in log_rows.Chained(0, prev, entries, lambda e: reasons_of[id(e)]):
+        stored = DecisionRecord(**dict(zip(log_rows.RECORD_COLUMNS, row, strict=True)))
         assert row[-1] == audit.entry_hash(prev, audit.content(stored))
         prev = row[-1]
 
@@ -140,6 +140,6 @@ def test_an_equal_time_in_another_offset_is_serialized_again() -> None:
     at = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
     e = audit.LogEntry("d1", at, "portal", "check", {}, True, "p", 1)
     shifted = dataclasses.replace(e, at=at.astimezone(timezone(timedelta(hours=2))))
-    shared = audit._SharedKeys()
+    shared = log_rows.SharedKeys()
     assert shared.of(e)[0] != shared.of(shifted)[0]
     assert b"12:00:00+02:00" in shared.of(shifted)[0]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Column, MetaData, String, Table
 
-from authz.audit import RECORD_COLUMNS
-from authz.db import _copy_types
+from authz.bulk import _copy_types
+from authz.log_rows import RECORD_COLUMNS
 from authz.models import AccountTerm, ContractParty, DecisionRecord
 
 
