@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,19 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return total
+
+
+def settle(master_pid: int, busy: float = 0.05, window: float = 0.5, limit: float = 30.0) -> None:
+    """Wait until the workers and the database server use under `busy` of a core over
+    `window` seconds (at most `limit`): what a run left behind (the decision log's writers
+    still storing a batch run's entries) is not counted against the next."""
+    pids = workers_of(master_pid)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pids) + cpu_seconds(database_server_pids())
+        time.sleep(window)
+        if cpu_seconds(pids) + cpu_seconds(database_server_pids()) - before < busy * window:
+            return
 
 
 def peak_rss_mb(master_pid: int) -> list[float]:
