@@ -3,6 +3,7 @@ chain. `authz.audit` writes it (and re-exports these names)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -11,7 +12,16 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, delete, func, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    bindparam,
+    delete,
+    func,
+    select,
+    union_all,
+    update,
+)
 
 from authz.db import Database
 from authz.models import DECISION_BUCKET, DECISION_BUCKET_BITS, DecisionChain, DecisionRecord
@@ -157,21 +167,22 @@ def read(
     before_seq: int | None = None,
 ) -> list[DecisionView]:
     """Entries newest first, filtered; `before_seq` continues a previous page."""
-    where: list[ColumnElement[bool]] = []
-    if user_id is not None:
-        where.append(DecisionRecord.user_id == user_id)
-    if contract_id is not None:
-        where.append(DecisionRecord.contract_id == contract_id)
-    if since is not None:
-        where.append(DecisionRecord.at >= since)
-    if before_seq is not None:
-        where.append(DecisionRecord.seq < before_seq)
+    given = {
+        "user_id": user_id,
+        "contract_id": contract_id,
+        "since": since,
+        "before_seq": before_seq,
+    }
+    filters = {name: value for name, value in given.items() if value is not None}
+    where: list[ColumnElement[bool]]
     with db.read() as session:
         if user_id is not None or contract_id is not None:
-            seqs = _bucketed(session, where, limit, before_seq)
+            seqs = _bucketed(session, filters, limit, before_seq)
             if not seqs:
                 return []
-            where = [DecisionRecord.seq.in_(seqs)]
+            where, values = [DecisionRecord.seq.in_(seqs)], {}
+        else:
+            where, values = [_FILTERS[name] for name in filters], filters
         stmt = select(DecisionRecord).where(*where).order_by(DecisionRecord.seq.desc()).limit(limit)
         return [
             DecisionView(
@@ -186,18 +197,27 @@ def read(
                 r.policy_version,
                 r.data_version,
             )
-            for r in session.scalars(stmt)
+            for r in session.scalars(stmt, values)
         ]
 
 
-# Buckets searched per statement by a read by user or contract.
-BUCKETS_PER_STATEMENT = 32
+# What `read` filters on, each value bound by the name of its filter.
+_FILTERS: dict[str, ColumnElement[bool]] = {
+    "user_id": DecisionRecord.user_id == bindparam("user_id"),
+    "contract_id": DecisionRecord.contract_id == bindparam("contract_id"),
+    "since": DecisionRecord.at >= bindparam("since"),
+    "before_seq": DecisionRecord.seq < bindparam("before_seq"),
+}
+
+# Buckets searched per statement by a read by user or contract: 128 buckets of 2^14
+# entries, 2^21 entries per statement (SQLite takes up to 500 SELECTs in one UNION ALL).
+BUCKETS_PER_STATEMENT = 128
 
 
 def _bucketed(
-    session: Any, where: list[ColumnElement[bool]], limit: int, before_seq: int | None
+    session: Any, filters: dict[str, Any], limit: int, before_seq: int | None
 ) -> list[int]:
-    """The seqs of the newest `limit` entries that match `where` (which names a user or a
+    """The seqs of the newest `limit` entries that match `filters` (which name a user or a
     contract), bucket by bucket from the newest: the indexes by user and by contract are
     ordered by bucket first (`DECISION_BUCKET`), so each bucket is one search of them. The
     buckets go from the chain's head (or `before_seq`) down to its anchor; entries past the
@@ -210,17 +230,35 @@ def _bucketed(
     found: list[int] = []
     while bucket >= last and len(found) < limit:
         buckets = range(bucket, max(last, bucket - BUCKETS_PER_STATEMENT + 1) - 1, -1)
-        searches = [
+        search = _bucket_search(len(buckets), frozenset(filters))
+        values = {f"bucket_{i}": b for i, b in enumerate(buckets)}
+        found.extend(
+            sorted(
+                session.scalars(search, {**filters, **values, "limit": limit - len(found)}),
+                reverse=True,
+            )
+        )
+        bucket = buckets[-1] - 1
+    return found[:limit]
+
+
+@functools.lru_cache(maxsize=64)
+def _bucket_search(buckets: int, filters: frozenset[str]) -> CompoundSelect:
+    """The search of `buckets` buckets with these filters, every value a bound parameter:
+    built once per shape, not per read. Built for each read, its statements cost far more
+    than SQLite spent running them: a read by a user with no entries in a 2,200,000-entry
+    log (137 buckets) took 38-40 ms, 3.4-3.8 ms with the statements kept."""
+    where = [_FILTERS[name] for name in sorted(filters)]
+    return union_all(
+        *(
             select(
                 select(DecisionRecord.seq)
-                .where(DECISION_BUCKET == b, *where)  # noqa: SIM300 (a column, not a constant)
+                .where(DECISION_BUCKET == bindparam(f"bucket_{i}"), *where)  # noqa: SIM300
                 .order_by(DecisionRecord.seq.desc())
-                .limit(limit - len(found))
+                .limit(bindparam("limit"))
                 .subquery()
                 .c.seq
             )
-            for b in buckets
-        ]
-        found.extend(sorted(session.scalars(union_all(*searches)), reverse=True))
-        bucket = buckets[-1] - 1
-    return found[:limit]
+            for i in range(buckets)
+        )
+    )

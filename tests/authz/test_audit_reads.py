@@ -38,15 +38,15 @@ def test_since_takes_an_entry_made_on_that_very_time(rt: Runtime) -> None:
     assert [r.at for r in audit.read(rt.db, since=later)] == [later]
 
 
-@pytest.mark.parametrize("per_statement", [32, 3])
+@pytest.mark.parametrize("per_statement", [audit_trail.BUCKETS_PER_STATEMENT, 3])
 def test_reads_by_user_and_by_contract_find_entries_in_every_bucket(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch, per_statement: int
 ) -> None:
-    """The user and contract indexes are searched bucket by bucket (2^16 entries each): a
-    read finds what it should wherever the entries lie, empty buckets between them, the
-    oldest in the anchor's bucket, pages crossing from one bucket to the next, in one
-    statement or several. Stored rows are compared with the same filters applied to every
-    row."""
+    """The user and contract indexes are searched bucket by bucket (2^DECISION_BUCKET_BITS
+    entries each): a read finds what it should wherever the entries lie, empty buckets
+    between them, the oldest in the anchor's bucket, pages crossing from one bucket to the
+    next, in one statement or several. Stored rows are compared with the same filters
+    applied to every row."""
     monkeypatch.setattr(audit_trail, "BUCKETS_PER_STATEMENT", per_statement)
     pick = random.Random(7)
     bits = DECISION_BUCKET_BITS
