@@ -2,7 +2,8 @@
 
     python -m bench [--contracts 1000000] [--accounts 200000] [--engines sqlite,postgresql]
 
-Builds (once, then reuses) the demo world in `var/bench/` and in a PostgreSQL schema, then
+Builds (once, then reuses) the demo world in `var/bench/` and in a PostgreSQL schema, empties
+its decision log (each run starts from an empty one: a bigger log is slower to write), then
 prints, each beside a floor measured in the same run:
 - in-process p50/p99 in ms beside a bare `oso.is_allowed` on a trivial rule, and beside AWS
   Cedar (cedarpy) deciding the same rules on the same facts (bench/cedar.py);
@@ -37,7 +38,7 @@ from authz.models import ContractParty, UserAccount
 from authz.runtime import Runtime
 from bench import load, sync
 from bench.cedar import cedar_section
-from bench.common import PG_URL, RESULTS, Report, served, timed, world
+from bench.common import PG_URL, RESULTS, Report, empty_log, served, timed, world
 
 FLEET = "user-0200"  # the demo world's user with the most contracts
 QUERIES = ["gran", "acme", "tru", "summ", "1000", "10123", "delta", "pio"]
@@ -436,6 +437,7 @@ def main() -> None:
     report = Report()
     for engine in args.engines.split(","):
         url = world(engine, args.contracts, args.accounts)
+        emptied = empty_log(url)
         # Counting the fleet lessee's contracts is setup, not a measurement: it reads the whole
         # list (and with it much of the file) and may run past the service's read deadline
         # when the file is cold, so it gets its own, long one.
@@ -445,7 +447,8 @@ def main() -> None:
             c = cases(rt)
             print(
                 f"\n{engine}: {args.contracts} contracts; {len(c['typical'])} typical users; "
-                f"the fleet lessee may view {fleet_rows}"
+                f"the fleet lessee may view {fleet_rows}; the decision log emptied "
+                f"({emptied} entries from earlier runs)"
             )
             in_process(rt, c, report, engine, args.calls)
             cedar_section(rt, c, report, engine, args.calls)

@@ -9,7 +9,8 @@ each index. SQLite writes up to 20,000 entries per transaction, more than a quar
 2^16 bucket: inserting such writes into a copy of a 2,000,000-entry log cost 9.3-11.3 us
 per entry with buckets of 2^16 and 7.9-8.2 with buckets of 2^14 (`authz.models`,
 DECISION_BUCKET_BITS). The indexes are built again from the rows, on both engines, in the
-migration's transaction: on PostgreSQL the decision log's writes wait for it (reads do not).
+migration's transaction: the decision log is locked until it ends (on PostgreSQL dropping an
+index locks its table for reads too).
 """
 
 import sqlalchemy as sa
