@@ -142,6 +142,15 @@ def empty_log(url: str) -> int:
                 .where(DecisionChain.id == 1)
                 .values(last_seq=0, last_hash=GENESIS, anchor_seq=0, anchor_hash=GENESIS)
             )
+        if rt.db.is_sqlite and held:
+            # SQLite keeps the deleted pages and hands them out again, scattered through
+            # the file: batches reached 50,600-59,600 decisions/s on such a file against
+            # 63,300-68,200 on one whose log had only grown. VACUUM writes the file afresh.
+            raw = rt.db.engine.raw_connection()
+            try:
+                raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
+            finally:
+                raw.close()
     return held
 
 
