@@ -181,10 +181,10 @@ def _decision_indexes(engine: Engine) -> dict[str, str]:
     return {n: _words(found[n]) for n in ("ix_decisions_user", "ix_decisions_contract")}
 
 
-@pytest.mark.parametrize("fresh_url", ["sqlite", "postgresql"], indirect=True)
-def test_0009_orders_the_decision_indexes_by_bucket_and_keeps_every_entry(fresh_url: str) -> None:
+def _two_entries_at(fresh_url: str, revision: str) -> tuple[Engine, list[tuple[object, ...]]]:
+    """A store at `revision` holding two decisions of user u1 and u2 on contract C1."""
     engine = make_engine(fresh_url)
-    upgrade(engine, "0008")
+    upgrade(engine, revision)
     settings = Settings(database_url=fresh_url, policy_dir=POLICIES)
     with Runtime.open(settings) as rt:
         World(rt).sync([contract("C1", "A1:Customer")])
@@ -192,6 +192,21 @@ def test_0009_orders_the_decision_indexes_by_bucket_and_keeps_every_entry(fresh_
         rt.log.flush()
     entries = _decision_rows(engine)
     assert len(entries) == 2
+    return engine, entries
+
+
+def _read_back(fresh_url: str, entries: list[tuple[object, ...]]) -> None:
+    """Reads by user and by contract find the two entries, and the chain verifies."""
+    db = Database.from_url(fresh_url)
+    assert [r.seq for r in audit.read(db, user_id="u2")] == [entries[1][0]]
+    assert [r.seq for r in audit.read(db, contract_id="C1")] == [entries[1][0], entries[0][0]]
+    assert audit.verify(db) == (2, [])
+    db.dispose()
+
+
+@pytest.mark.parametrize("fresh_url", ["sqlite", "postgresql"], indirect=True)
+def test_0009_orders_the_decision_indexes_by_bucket_and_keeps_every_entry(fresh_url: str) -> None:
+    engine, entries = _two_entries_at(fresh_url, "0008")
     assert all("seq>>16" not in d for d in _decision_indexes(engine).values())
 
     upgrade(engine, "0009")
@@ -199,11 +214,7 @@ def test_0009_orders_the_decision_indexes_by_bucket_and_keeps_every_entry(fresh_
     assert "seq>>16,user_id,seq" in indexes["ix_decisions_user"]
     assert "seq>>16,contract_id,seq" in indexes["ix_decisions_contract"]
     assert _decision_rows(engine) == entries
-    db = Database.from_url(fresh_url)
-    assert [r.seq for r in audit.read(db, user_id="u2")] == [entries[1][0]]
-    assert [r.seq for r in audit.read(db, contract_id="C1")] == [entries[1][0], entries[0][0]]
-    assert audit.verify(db) == (2, [])
-    db.dispose()
+    _read_back(fresh_url, entries)
 
     downgrade(engine, "0008")
     assert all("seq>>16" not in d for d in _decision_indexes(engine).values())
@@ -215,28 +226,15 @@ def test_0009_orders_the_decision_indexes_by_bucket_and_keeps_every_entry(fresh_
 def test_0010_makes_the_decision_index_buckets_smaller_and_keeps_every_entry(
     fresh_url: str,
 ) -> None:
-    engine = make_engine(fresh_url)
-    upgrade(engine, "0009")
-    settings = Settings(database_url=fresh_url, policy_dir=POLICIES)
-    with Runtime.open(settings) as rt:
-        World(rt).sync([contract("C1", "A1:Customer")])
-        rt.decider.check_batch([CheckRequest("u1", "view", "C1"), CheckRequest("u2", "view", "C1")])
-        rt.log.flush()
-    entries = _decision_rows(engine)
-    assert len(entries) == 2
-    indexes = _decision_indexes(engine)
-    assert "seq>>16,user_id,seq" in indexes["ix_decisions_user"]
+    engine, entries = _two_entries_at(fresh_url, "0009")
+    assert "seq>>16,user_id,seq" in _decision_indexes(engine)["ix_decisions_user"]
 
     upgrade(engine)
     indexes = _decision_indexes(engine)
     assert "seq>>14,user_id,seq" in indexes["ix_decisions_user"]
     assert "seq>>14,contract_id,seq" in indexes["ix_decisions_contract"]
     assert _decision_rows(engine) == entries
-    db = Database.from_url(fresh_url)
-    assert [r.seq for r in audit.read(db, user_id="u2")] == [entries[1][0]]
-    assert [r.seq for r in audit.read(db, contract_id="C1")] == [entries[1][0], entries[0][0]]
-    assert audit.verify(db) == (2, [])
-    db.dispose()
+    _read_back(fresh_url, entries)
 
     downgrade(engine, "0009")
     indexes = _decision_indexes(engine)
