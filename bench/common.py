@@ -18,7 +18,7 @@ import requests
 from sqlalchemy import delete, func, select, text, update
 
 from authz.config import ROOT, Settings
-from authz.db import make_engine
+from authz.db import Database, make_engine
 from authz.demo import DemoSize, build
 from authz.models import Contract, DecisionChain, DecisionRecord
 from authz.runtime import Runtime
@@ -129,11 +129,12 @@ def empty_log(url: str) -> int:
     write to (PostgreSQL, batches of 100 under wrk: 51,100-55,000 decisions/s at 24-26 us
     of worker CPU each with 14 million entries, 59,200-63,000 at 20-21 us once emptied), so
     each run starts from an empty one and the figures of two runs compare."""
-    with Runtime.open(Settings(database_url=url)) as rt:
-        with rt.db.read() as s:
+    db = Database.from_url(url)
+    try:
+        with db.read() as s:
             held = s.scalar(select(func.count()).select_from(DecisionRecord)) or 0
-        with rt.db.write() as s:
-            if rt.db.is_sqlite:
+        with db.write() as s:
+            if db.is_sqlite:
                 s.execute(delete(DecisionRecord))
             else:
                 s.execute(text(f"TRUNCATE {DecisionRecord.__tablename__}"))
@@ -142,15 +143,17 @@ def empty_log(url: str) -> int:
                 .where(DecisionChain.id == 1)
                 .values(last_seq=0, last_hash=GENESIS, anchor_seq=0, anchor_hash=GENESIS)
             )
-        if rt.db.is_sqlite and held:
+        if db.is_sqlite and held:
             # SQLite keeps the deleted pages and hands them out again, scattered through
             # the file: batches reached 50,600-59,600 decisions/s on such a file against
             # 63,300-68,200 on one whose log had only grown. VACUUM writes the file afresh.
-            raw = rt.db.engine.raw_connection()
+            raw = db.engine.raw_connection()
             try:
                 raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
             finally:
                 raw.close()
+    finally:
+        db.dispose()
     return held
 
 
