@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
@@ -37,7 +38,7 @@ from authz.audit_trail import (
 )
 from authz.bulk import insert_rows
 from authz.db import Database
-from authz.errors import Unavailable
+from authz.errors import PolicyLoadError, Unavailable
 from authz.journal import Journal
 from authz.log_entry import LogEntry, entries_of, entry_of_line, journal_line
 from authz.models import DecisionChain, DecisionRecord
@@ -96,6 +97,8 @@ class SqlDecisionLog:
         max_buffer: int | None = None,
         max_backlog: int | None = None,
         max_wait: float = 2.0,
+        claim_every: float | None = None,
+        policy_copies: Path | None = None,
     ) -> None:
         """`journal` is in the store's journal directory (`Settings.journal`; None for a
         store in memory, which a crash loses whole). `max_buffer`
@@ -117,16 +120,25 @@ class SqlDecisionLog:
         at saturation 200-300 ms against 80-100). On PostgreSQL, which writes a row's index
         entries to its WAL rather than whole pages, 20,000 per transaction spent as much CPU
         per entry as 5,000 (worker and server, 29-31 us either way) and tripled that p99
-        (262-330 ms against 111): 5,000 there (`max_backlog` 20,000)."""
+        (262-330 ms against 111): 5,000 there (`max_backlog` 20,000).
+
+        Every `claim_every` seconds (CLAIM_EVERY_S unless given) the writer claims the
+        journal segments other processes left or handed over, and writes what the store
+        lacks of them. At 0 it claims again as soon as it has written some, else after
+        `interval`: so does a log writer of its own (`authz.log_writer`). A deny of another
+        policy version than `policy`'s gets its reasons from that version's copy in
+        `policy_copies` (see `authz.assurance.freeze`), if there."""
         self.db = db
         self.journal = journal
         # The writer thread asks the policy for reasons; oso instances are not shared
         # across threads, so it has its own copy of the same files.
         self._policy = Policy(policy.files)
+        self._copies = policy_copies
+        self._other_policies: dict[str, Policy | None] = {}
         self.interval = interval
-        sqlite = db.is_sqlite
-        self.max_buffer = max_buffer or (20_000 if sqlite else 5_000)
-        self.max_backlog = max_backlog or (40_000 if sqlite else 20_000)
+        self.claim_every = CLAIM_EVERY_S if claim_every is None else claim_every
+        self.max_buffer = max_buffer or (20_000 if db.is_sqlite else 5_000)
+        self.max_backlog = max_backlog or self.default_max_backlog(db)
         self.max_wait = max_wait
         self._buffer: list[LogEntry] = []
         self._lock = threading.Lock()
@@ -141,6 +153,11 @@ class SqlDecisionLog:
         self.observer: LogObserver | None = None
         self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def default_max_backlog(db: Database) -> int:
+        """Twice the entries written per transaction by default."""
+        return 40_000 if db.is_sqlite else 20_000
 
     def record(self, entries: Sequence[LogEntry]) -> None:
         """Journal the entries, then buffer them for the writer.
@@ -226,21 +243,43 @@ class SqlDecisionLog:
         with self._write_lock:
             for orphan in self.journal.orphans():
                 try:
-                    missing = self._not_stored(entries_of(orphan))
-                    for start in range(0, len(missing), self.max_buffer):
-                        self._write(missing[start : start + self.max_buffer])
+                    missing = self._write_missing(entries_of(orphan))
                 except Exception:
                     orphan.keep()
                     raise
                 orphan.delete()
-                written += len(missing)
-                if missing:
+                written += missing
+                if missing and not orphan.handed_over:
                     log.warning(
                         "wrote %d decision log entries that %s left unwritten",
-                        len(missing),
+                        missing,
                         orphan.path.name,
                     )
         return written
+
+    def _write_missing(self, entries: list[LogEntry]) -> int:
+        """Write those of a segment's entries the store lacks; how many. What the store
+        holds of a segment is its first entries, if any: a segment is written in order, in
+        transactions, by one process at a time (the one holding it). So when the first is
+        not stored, none is looked up; if one turns out stored after all, the write fails
+        on its unique id, and the entries are then looked up one by one."""
+        missing = entries
+        if entries and self._not_stored(entries[:1]):
+            try:
+                self._write_chunks(entries)
+                return len(entries)
+            except Exception:
+                missing = self._not_stored(entries)  # raises again if the store is down
+                if len(missing) == len(entries):
+                    raise
+        else:
+            missing = self._not_stored(entries)
+        self._write_chunks(missing)
+        return len(missing)
+
+    def _write_chunks(self, entries: list[LogEntry]) -> None:
+        for start in range(0, len(entries), self.max_buffer):
+            self._write(entries[start : start + self.max_buffer])
 
     def _not_stored(self, entries: list[LogEntry]) -> list[LogEntry]:
         stored: set[str] = set()
@@ -260,9 +299,10 @@ class SqlDecisionLog:
         next_claim = 0.0
         while not self._closed:
             if time.monotonic() >= next_claim:
-                next_claim = time.monotonic() + CLAIM_EVERY_S
+                next_claim = time.monotonic() + self.claim_every
                 try:
-                    self.replay_orphans()
+                    if self.replay_orphans() and not self.claim_every:
+                        continue  # more may have come meanwhile: look again now
                 except Exception as exc:  # the store is down: try again later
                     log.error("decision journal replay failed: %s", exc)
             self._wake.wait(self.interval)
@@ -314,9 +354,29 @@ class SqlDecisionLog:
         (when the facts came with it and its policy is still this one)."""
         if e.reasons is not None or e.allowed:
             return e.reasons or ()
-        if e.user is None or e.contract is None or self._policy.version != e.policy_version:
+        if e.user is None or e.contract is None:
             return ()
-        return self._policy.denial_codes(e.user, e.request["action"], e.contract, e.frozen)
+        policy = self._policy_of(e.policy_version)
+        if policy is None:
+            return ()
+        return policy.denial_codes(e.user, e.request["action"], e.contract, e.frozen)
+
+    def _policy_of(self, version: str) -> Policy | None:
+        """The policy of that version: this log's, or a frozen copy's (loaded once)."""
+        if version == self._policy.version:
+            return self._policy
+        if self._copies is None:
+            return None
+        if version not in self._other_policies:
+            found = None
+            try:
+                found = Policy.load(self._copies / version)
+            except (PolicyLoadError, OSError) as exc:
+                log.error("no copy of policy %s for the reasons of its denies: %s", version, exc)
+            if found is not None and found.version != version:
+                found = None
+            self._other_policies[version] = found
+        return self._other_policies[version]
 
 
 # How often the writer looks for journal segments of processes that ended (and at its start).

@@ -32,6 +32,10 @@ class Settings:
     # PostgreSQL: decisions learn of each new data version by notification and lease
     # (authz.watch) rather than reading it each time; off, every decision reads it.
     version_watch: bool = True
+    # The decision log's entries are journaled and handed over to a log writer process
+    # (authz.handover, authz.log_writer), not written by a thread of this one. gunicorn
+    # sets it for its workers when it starts their log writer.
+    log_handover: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -49,6 +53,7 @@ class Settings:
             read_timeout_ms=int(env.get("AUTHZ_READ_TIMEOUT_MS") or base.read_timeout_ms),
             journal_dir=Path(env["AUTHZ_JOURNAL_DIR"]) if env.get("AUTHZ_JOURNAL_DIR") else None,
             version_watch=env.get("AUTHZ_VERSION_WATCH", "1") != "0",
+            log_handover=env.get("AUTHZ_LOG_HANDOVER") == "1",
         )
 
     def journal(self) -> Path | None:

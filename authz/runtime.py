@@ -9,6 +9,7 @@ from authz.config import Settings
 from authz.db import Database
 from authz.decisions import Decider
 from authz.directory import Directory
+from authz.handover import HandOverLog
 from authz.journal import Journal
 from authz.keys import Keys
 from authz.listing import Lister
@@ -27,7 +28,7 @@ class Runtime:
     directory: Directory
     keys: Keys
     lister: Lister
-    log: SqlDecisionLog
+    log: SqlDecisionLog | HandOverLog
 
     def close(self) -> None:
         """Write the decision log's buffer, then release the store's connections."""
@@ -60,12 +61,20 @@ class Runtime:
         if migrate:
             upgrade(db.engine)
         journal = settings.journal()
-        log = SqlDecisionLog(
-            db,
-            policy,
-            Journal(journal) if journal is not None else None,
-            max_wait=settings.read_timeout_ms / 1000,
-        )
+        log: SqlDecisionLog | HandOverLog
+        if settings.log_handover and journal is not None:
+            log = HandOverLog(
+                Journal(journal),
+                max_backlog=SqlDecisionLog.default_max_backlog(db),
+                max_wait=settings.read_timeout_ms / 1000,
+            )
+        else:
+            log = SqlDecisionLog(
+                db,
+                policy,
+                Journal(journal) if journal is not None else None,
+                max_wait=settings.read_timeout_ms / 1000,
+            )
         return cls(
             settings=settings,
             db=db,

@@ -12,8 +12,11 @@ import gc
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
+import time
 
 # Every process writes its metric samples here; it must be set, and emptied of an earlier
 # run's samples, before prometheus_client is imported anywhere (the import below does). This
@@ -57,6 +60,21 @@ def on_starting(server):
     if refusal is not None:
         server.log.error("refusing to start: %s", refusal)
         raise SystemExit(1)
+    from authz.config import Settings
+
+    # The workers (forked later, with this environment) hand their decision log's journal
+    # over to a log writer of their own (authz.handover), unless the store is in memory
+    # (it has no journal) or AUTHZ_LOG_WRITER=thread keeps a writer thread in each worker.
+    writer = os.environ.get("AUTHZ_LOG_WRITER", "process") == "process"
+    if writer and Settings.from_env().journal() is not None:
+        os.environ["AUTHZ_LOG_HANDOVER"] = "1"
+
+
+def when_ready(server):
+    """Start the log writer the workers hand their journal over to, and start it again
+    whenever it ends (it ends by itself when this master does)."""
+    if os.environ.get("AUTHZ_LOG_HANDOVER") == "1":
+        _log_writer.start(server)
 
 
 def on_reload(server):
@@ -125,6 +143,77 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
+    _log_writer.stop()
     shutil.rmtree(os.environ.get("AUTHZ_POLICY_COPIES", ""), ignore_errors=True)
     if os.environ.get("AUTHZ_OWN_METRICS_DIR"):
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+class _LogWriter:
+    """The log writer process (`python -m service.log_writer`): started by the master before
+    its workers, watched by a thread of the master that starts it again when it ends.
+
+    It is spawned with `os.posix_spawn`, not `subprocess`: a worker the master forks while
+    `subprocess.Popen` runs would inherit the pipe Popen reads until the child has exec'd,
+    and Popen would wait for that worker to end. The master reaps it, as it reaps any child
+    (`Arbiter.reap_workers`), so the thread may find no status to wait for: it watches the
+    pid instead."""
+
+    def __init__(self):
+        self._pid = None
+        self._stopping = threading.Event()
+
+    def start(self, server):
+        self._spawn(server)
+        threading.Thread(target=self._watch, args=(server,), name="log-writer", daemon=True).start()
+
+    def _spawn(self, server):
+        self._started = time.monotonic()
+        self._pid = os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-m", "service.log_writer"],
+            dict(os.environ),
+            setsigmask=[signal.SIGTERM, signal.SIGINT],  # until its handlers are set
+        )
+        server.log.info("log writer started (pid %d)", self._pid)
+
+    def _watch(self, server):
+        while not self._stopping.wait(0.5):
+            if _alive(self._pid):
+                continue
+            server.log.error("log writer (pid %d) ended; starting it again", self._pid)
+            # One that cannot start (the store unreachable, say) is not started in a loop.
+            if self._stopping.wait(max(0.0, 1.0 - (time.monotonic() - self._started))):
+                return
+            self._spawn(server)
+
+    def stop(self):
+        """Ask it to store what is left and end; wait for it (at most graceful_timeout)."""
+        self._stopping.set()
+        if self._pid is None or not _alive(self._pid):
+            return
+        os.kill(self._pid, signal.SIGTERM)
+        deadline = time.monotonic() + graceful_timeout
+        while _alive(self._pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(self._pid):
+            os.kill(self._pid, signal.SIGKILL)
+
+
+def _alive(pid):
+    """Whether the log writer `pid` still runs (reaping it if it has ended): a child of this
+    process, and not a worker that was given its pid once it had ended and been reaped."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # reaped already (by the master's reap_workers)
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return done == 0 and b"service.log_writer" in f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here
+        return done == 0
+
+
+_log_writer = _LogWriter()

@@ -1,0 +1,268 @@
+"""Workers that hand their journal over to a log writer process: every entry answered is
+stored, by the writer, with its reasons; a writer behind or down holds decisions back."""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from authz import audit, journal
+from authz.assurance import freeze
+from authz.audit import SqlDecisionLog
+from authz.config import Settings
+from authz.decisions import CheckRequest
+from authz.errors import Unavailable
+from authz.handover import HandOverLog
+from authz.journal import SEALED, SUFFIX, Journal
+from authz.log_writer import WriterSettings, run
+from authz.models import DecisionRecord
+from authz.policy import Policy
+from authz.runtime import Runtime
+from tests.conftest import World, contract
+
+
+@pytest.fixture
+def worker(settings: Settings) -> Iterator[Runtime]:
+    """A runtime as a gunicorn worker runs it, with a long hand-over interval: the tests
+    hand over with `flush`."""
+    rt = Runtime.open(replace(settings, log_handover=True))
+    assert isinstance(rt.log, HandOverLog)
+    rt.log.interval = 3600
+    rt.log._wake.set()  # the thread takes the new interval
+    World(rt).site("default")
+    World(rt).sync([contract("C1", "A1:Customer"), contract("C2", "A1:Customer", state="closed")])
+    World(rt).user("u1", "default", "A1")
+    yield rt
+    rt.close()
+
+
+def _writer(rt: Runtime, **kw: object) -> SqlDecisionLog:
+    """A log writer's log, its thread stopped: the tests claim with `replay_orphans`."""
+    assert rt.log.journal is not None
+    log = SqlDecisionLog(rt.db, rt.policy, None, **kw)  # type: ignore[arg-type]
+    log._closed = True
+    log._wake.set()
+    log._thread.join()
+    log.journal = Journal(rt.log.journal.directory)
+    return log
+
+
+def _stored(rt: Runtime) -> dict[str, tuple[bool, list[str]]]:
+    return {r.decision_id: (r.allowed, r.reasons) for r in audit.read(rt.db, limit=100)}
+
+
+def _files(rt: Runtime) -> list[str]:
+    assert rt.log.journal is not None
+    return sorted(p.suffix for p in rt.log.journal.directory.iterdir())
+
+
+def _decide(rt: Runtime) -> list[str]:
+    ids = [rt.decider.check(CheckRequest("u1", "view", "C1"), caller="portal").decision_id]
+    batch = [CheckRequest("u1", "make_payment", "C2"), CheckRequest("ghost", "view", "C1")]
+    ids += [d.decision_id for d in rt.decider.check_batch(batch, caller="payments")]
+    return ids
+
+
+def test_a_worker_journals_and_hands_over_and_the_writer_stores_with_reasons(
+    worker: Runtime,
+) -> None:
+    ids = _decide(worker)
+    assert _stored(worker) == {}  # the worker writes nothing to the store
+    assert worker.log.backlog() == 3
+    assert _files(worker) == [SUFFIX]
+
+    worker.log.flush()
+    assert _files(worker) == [SEALED]  # handed over, not stored yet
+    assert worker.log.backlog() == 3
+
+    assert _writer(worker).replay_orphans() == 3
+    assert _stored(worker) == {
+        ids[0]: (True, []),
+        ids[1]: (False, ["CONTRACT_CLOSED"]),  # worked out by the writer from the facts
+        ids[2]: (False, ["USER_NOT_FOUND"]),
+    }
+    assert audit.verify(worker.db) == (3, [])
+    assert _files(worker) == []
+    worker.log.flush()
+    assert worker.log.backlog() == 0
+
+
+def test_a_handed_over_segment_is_not_claimed_while_its_process_appends(worker: Runtime) -> None:
+    _decide(worker)
+    assert _writer(worker).replay_orphans() == 0  # still this worker's, and locked
+    assert _stored(worker) == {}
+    worker.log.flush()
+    _decide(worker)  # into a new segment, locked again
+    assert _writer(worker).replay_orphans() == 3
+    assert len(_stored(worker)) == 3
+    assert worker.log.backlog() == 3
+
+
+def test_past_the_backlog_bound_a_decision_waits_then_is_unavailable_and_not_journaled(
+    worker: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker.log, "max_backlog", 3)
+    monkeypatch.setattr(worker.log, "max_wait", 0.3)
+    _decide(worker)
+    worker.log.flush()
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        worker.decider.check(CheckRequest("u1", "view", "C1"))
+    assert time.monotonic() - started >= 0.3
+    assert worker.log.backlog() == 3
+    assert _writer(worker).replay_orphans() == 3  # the refused decision was never journaled
+
+
+def test_a_waiting_decision_is_answered_once_the_writer_catches_up(
+    worker: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker.log, "max_backlog", 3)
+    monkeypatch.setattr(worker.log, "max_wait", 10.0)
+    _decide(worker)
+    worker.log.flush()
+    writer = _writer(worker)
+    catching_up = threading.Timer(0.3, writer.replay_orphans)
+    catching_up.start()
+    started = time.monotonic()
+    decision = worker.decider.check(CheckRequest("u1", "view", "C1"))
+    waited = time.monotonic() - started
+    catching_up.join()
+    assert 0.3 <= waited < 5
+    assert len(_stored(worker)) == 3
+    worker.log.flush()
+    assert writer.replay_orphans() == 1
+    assert decision.decision_id in _stored(worker)
+
+
+def test_what_is_journaled_while_decisions_wait_is_handed_over_once_the_rest_is_stored(
+    worker: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entries that fill the backlog may all be in the segment still being appended to:
+    a waiting decision has it handed over without waiting for the interval."""
+    monkeypatch.setattr(worker.log, "max_backlog", 3)
+    monkeypatch.setattr(worker.log, "max_wait", 10.0)
+    _decide(worker)  # in the current segment; the interval is an hour
+    writer = _writer(worker)
+    stop = threading.Event()
+
+    def claiming() -> None:
+        while not stop.wait(0.05):
+            writer.replay_orphans()
+
+    claimer = threading.Thread(target=claiming)
+    claimer.start()
+    try:
+        worker.decider.check(CheckRequest("u1", "view", "C1"))
+    finally:
+        stop.set()
+        claimer.join()
+    assert len(_stored(worker)) == 3
+
+
+def test_a_writer_finds_the_reasons_of_a_deny_of_an_earlier_policy_in_its_frozen_copy(
+    worker: Runtime, tmp_path: Path
+) -> None:
+    ids = _decide(worker)
+    worker.log.flush()
+    newer = Policy(
+        [replace(f, source=f.source + "\n# a newer version\n") for f in worker.policy.files]
+    )
+    assert newer.version != worker.policy.version
+    without = SqlDecisionLog(worker.db, newer, None)
+    without.close()
+    with_copies = _writer(worker, policy_copies=tmp_path / "copies")
+    with_copies._policy = newer  # the writer serves the newer version
+    freeze(worker.policy, tmp_path / "copies")
+    assert without._reasons(audit.entry_of_line(_first_deny(worker))) == ()
+    assert with_copies.replay_orphans() == 3
+    assert _stored(worker)[ids[1]] == (False, ["CONTRACT_CLOSED"])
+
+
+def _first_deny(rt: Runtime) -> bytes:
+    assert rt.log.journal is not None
+    for path in rt.log.journal.directory.iterdir():
+        for line in path.read_bytes().splitlines():
+            if b'"allowed":false' in line:
+                return line
+    raise AssertionError("no deny journaled")
+
+
+def test_a_segment_whose_first_entry_is_unstored_but_a_later_one_stored_is_not_written_twice(
+    worker: Runtime,
+) -> None:
+    """Written in order by one process at a time, a segment's stored entries come first;
+    were that broken, the unique id turns the write down and each entry is looked up."""
+    ids = _decide(worker)
+    worker.log.flush()
+    writer = _writer(worker)
+    assert worker.log.journal is not None
+    [segment] = worker.log.journal.directory.iterdir()
+    lines = segment.read_bytes().splitlines(keepends=True)
+    writer._write([audit.entry_of_line(lines[2])])  # the last stored, the first not
+    assert writer.replay_orphans() == 2
+    assert sorted(_stored(worker)) == sorted(ids)
+    assert audit.verify(worker.db) == (3, [])
+    with worker.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(DecisionRecord)) == 3
+
+
+def test_a_segment_handed_over_after_it_was_opened_is_claimed_by_its_new_name_only(
+    worker: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _decide(worker)
+    worker.log.journal.seal()  # type: ignore[union-attr]
+    real = fcntl.flock
+
+    def handed_over_meanwhile(fd: int, op: int) -> None:
+        worker.log.journal.hand_over()  # type: ignore[union-attr]
+        monkeypatch.setattr(journal.fcntl, "flock", real)
+        real(fd, op)
+
+    monkeypatch.setattr(journal.fcntl, "flock", handed_over_meanwhile)
+    claimer = Journal(worker.log.journal.directory)  # type: ignore[union-attr]
+    # Listed and opened by its old name, locked once handed over: not claimed by that name
+    # (deleting it after storing would delete nothing), but by its new one, the next time.
+    assert [s.path.name for s in claimer.orphans()] == []
+    for segment in (claimed := list(claimer.orphans())):
+        segment.keep()
+    assert [s.path.suffix for s in claimed] == [SEALED]
+
+
+def test_the_log_writer_stores_until_stopped_then_what_is_left(
+    worker: Runtime, settings: Settings
+) -> None:
+    stop = threading.Event()
+    writer = threading.Thread(
+        target=run, args=(settings, WriterSettings(interval=0.05, nice=0), stop)
+    )
+    writer.start()
+    try:
+        first = _decide(worker)
+        worker.log.flush()
+        deadline = time.monotonic() + 10
+        while len(_stored(worker)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(_stored(worker)) == sorted(first)
+        later = _decide(worker)
+        worker.log.flush()
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+    assert not writer.is_alive()
+    assert sorted(_stored(worker)) == sorted(first + later)
+    assert audit.verify(worker.db) == (6, [])
+
+
+def test_a_store_in_memory_has_no_log_writer() -> None:
+    settings = Settings(database_url="sqlite://")
+    with pytest.raises(ValueError, match="no journal"):
+        run(settings, WriterSettings(nice=0), threading.Event())
+    with Runtime.open(replace(settings, log_handover=True), migrate=True) as rt:
+        assert isinstance(rt.log, SqlDecisionLog)  # it writes its own
