@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from sqlalchemy import select, update
 
 from authz import log_rows
@@ -39,10 +40,11 @@ from authz.audit_trail import (
 from authz.bulk import insert_rows
 from authz.db import Database
 from authz.errors import PolicyLoadError, Unavailable
-from authz.journal import Journal
-from authz.log_entry import LogEntry, entries_of, entry_of_line, journal_line
+from authz.journal import Journal, Segment
+from authz.log_entry import LogEntry, entry_of_line, journal_line
+from authz.log_rows import Staged, entries_of
 from authz.models import DecisionChain, DecisionRecord
-from authz.policy import Policy
+from authz.policy import MAX_REMEMBERED, Policy
 
 __all__ = [
     "DecisionLog",
@@ -135,6 +137,7 @@ class SqlDecisionLog:
         self._policy = Policy(policy.files)
         self._copies = policy_copies
         self._other_policies: dict[str, Policy | None] = {}
+        self._staged_codes: dict[tuple[str, str, str, str], tuple[str, ...]] = {}
         self.interval = interval
         self.claim_every = CLAIM_EVERY_S if claim_every is None else claim_every
         self.max_buffer = max_buffer or (20_000 if db.is_sqlite else 5_000)
@@ -232,8 +235,15 @@ class SqlDecisionLog:
                     self.journal.close()
 
     def replay_orphans(self) -> int:
-        """Write the entries of journal segments left by processes that ended, those the
-        store does not hold yet; how many were written.
+        """Write the entries of journal segments left by processes that ended or handed
+        over, those the store does not hold yet; how many were written. Consecutive
+        segments are written together, up to `max_buffer` entries per transaction (a
+        worker hands over a segment each second, or each quarter of its backlog bound).
+
+        What the store holds of a segment is its first entries, if any: a segment is written
+        in order, in transactions, by one process at a time (the one holding it). So when
+        its first entry is not stored, no other is looked up; if one turns out stored after
+        all, the write fails on its unique id, and the entries are then looked up one by one.
 
         :raises Unavailable: when the store cannot answer (the segments stay for later).
         """
@@ -241,47 +251,57 @@ class SqlDecisionLog:
         if self.journal is None:
             return written
         with self._write_lock:
-            for orphan in self.journal.orphans():
-                try:
-                    missing = self._write_missing(entries_of(orphan))
-                except Exception:
+            group: list[tuple[Segment, int]] = []  # each with how many of `pending` are its
+            pending: list[LogEntry | Staged] = []
+            looked_up = True  # whether `pending` was checked against the store entry by entry
+            try:
+                for orphan in self.journal.orphans():
+                    group.append((orphan, 0))
+                    entries = entries_of(orphan)
+                    if entries and self._not_stored(entries[:1]):
+                        looked_up = False
+                    else:
+                        entries = self._not_stored(entries)
+                    pending.extend(entries)
+                    group[-1] = (orphan, len(entries))
+                    if len(pending) >= self.max_buffer:
+                        written += self._write_segments(group, pending, looked_up)
+                        group, pending, looked_up = [], [], True
+                if group:
+                    written += self._write_segments(group, pending, looked_up)
+            except Exception:
+                for orphan, _ in group:
                     orphan.keep()
-                    raise
-                orphan.delete()
-                written += missing
-                if missing and not orphan.handed_over:
-                    log.warning(
-                        "wrote %d decision log entries that %s left unwritten",
-                        missing,
-                        orphan.path.name,
-                    )
+                raise
         return written
 
-    def _write_missing(self, entries: list[LogEntry]) -> int:
-        """Write those of a segment's entries the store lacks; how many. What the store
-        holds of a segment is its first entries, if any: a segment is written in order, in
-        transactions, by one process at a time (the one holding it). So when the first is
-        not stored, none is looked up; if one turns out stored after all, the write fails
-        on its unique id, and the entries are then looked up one by one."""
-        missing = entries
-        if entries and self._not_stored(entries[:1]):
-            try:
-                self._write_chunks(entries)
-                return len(entries)
-            except Exception:
-                missing = self._not_stored(entries)  # raises again if the store is down
-                if len(missing) == len(entries):
-                    raise
-        else:
-            missing = self._not_stored(entries)
-        self._write_chunks(missing)
-        return len(missing)
+    def _write_segments(
+        self, group: list[tuple[Segment, int]], pending: list[LogEntry | Staged], looked_up: bool
+    ) -> int:
+        """Write `pending`, the entries of `group` the store lacks, then delete the group."""
+        try:
+            self._write_chunks(pending)
+        except Exception:
+            if looked_up:
+                raise
+            missing = self._not_stored(pending)  # raises again if the store is down
+            if len(missing) == len(pending):
+                raise
+            pending = missing
+            self._write_chunks(pending)
+        for orphan, n in group:
+            orphan.delete()
+            if n and not orphan.handed_over:
+                log.warning(
+                    "wrote the decision log entries that %s left unwritten", orphan.path.name
+                )
+        return len(pending)
 
-    def _write_chunks(self, entries: list[LogEntry]) -> None:
+    def _write_chunks(self, entries: list[LogEntry | Staged]) -> None:
         for start in range(0, len(entries), self.max_buffer):
             self._write(entries[start : start + self.max_buffer])
 
-    def _not_stored(self, entries: list[LogEntry]) -> list[LogEntry]:
+    def _not_stored(self, entries: list[LogEntry | Staged]) -> list[LogEntry | Staged]:
         stored: set[str] = set()
         ids = [e.decision_id for e in entries]
         with self.db.read() as session:
@@ -319,7 +339,7 @@ class SqlDecisionLog:
                 # far behind the writer runs, and an operator would see nothing.
                 self.observer.backlog(max(waiting, self.backlog()))
 
-    def _write(self, entries: Iterable[LogEntry]) -> None:
+    def _write(self, entries: Iterable[LogEntry | Staged]) -> None:
         # On SQLite the transaction holds the store's one write lock (links, syncs and the
         # other workers' logs wait on it), so when this log wrote last its rows are built
         # before it, chained on the head it left. Inside, the head is read under the lock.
@@ -349,17 +369,35 @@ class SqlDecisionLog:
             )
         self._left, self._alone = (chained.seq, chained.prev), alone
 
-    def _reasons(self, e: LogEntry) -> tuple[str, ...]:
+    def _reasons(self, e: LogEntry | Staged) -> tuple[str, ...]:
         """The entry's reasons: as given, none for an allow, else the policy's for the deny
-        (when the facts came with it and its policy is still this one)."""
+        (when the facts came with it and its policy, or a copy of it, is at hand)."""
         if e.reasons is not None or e.allowed:
             return e.reasons or ()
         if e.user is None or e.contract is None:
             return ()
+        if isinstance(e, Staged):
+            return self._staged_reasons(e, e.user, e.contract)
         policy = self._policy_of(e.policy_version)
         if policy is None:
             return ()
         return policy.denial_codes(e.user, e.request["action"], e.contract, e.frozen)
+
+    def _staged_reasons(self, e: Staged, user: str, contract: str) -> tuple[str, ...]:
+        """A staged deny's reasons, looked up by the JSON text of its facts: freezing them
+        to look them up in the policy's own memory cost more than all else the writer does
+        with a deny."""
+        key = (e.policy_version, e.action, user, contract)
+        found = self._staged_codes.get(key)
+        if found is None:
+            policy = self._policy_of(e.policy_version)
+            if policy is None:
+                return ()
+            found = policy.denial_codes(orjson.loads(user), e.action, orjson.loads(contract))
+            if len(self._staged_codes) >= MAX_REMEMBERED:
+                self._staged_codes.clear()
+            self._staged_codes[key] = found
+        return found
 
     def _policy_of(self, version: str) -> Policy | None:
         """The policy of that version: this log's, or a frozen copy's (loaded once)."""

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from authz.audit import LogObserver
 from authz.errors import Unavailable
 from authz.journal import Journal
-from authz.log_entry import LogEntry, journal_line
+from authz.log_entry import LogEntry
+from authz.log_rows import SharedKeys, staged_line
 
 log = logging.getLogger("authz.audit")
 
@@ -65,7 +66,8 @@ class HandOverLog:
             then).
         """
         n = len(entries)
-        lines = b"".join(map(journal_line, entries))
+        shared = SharedKeys()
+        lines = b"".join([staged_line(e, shared) for e in entries])
         with self._room:
             if self._unstored and self._unstored + n > self.max_backlog:
                 self._waiting += 1

@@ -6,17 +6,13 @@ the lines on disk until the store holds them.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from authz.journal import Segment
 from authz.policy import Facts, FrozenFacts
-
-log = logging.getLogger("authz.audit")
 
 
 @dataclass(slots=True)  # not frozen: see `authz.decisions.Decision`
@@ -80,14 +76,3 @@ def entry_of_line(line: bytes) -> LogEntry:
         user=d["user"],
         contract=d["contract"],
     )
-
-
-def entries_of(orphan: Segment) -> list[LogEntry]:
-    """The entries of a claimed segment; a line that is not one is logged and skipped."""
-    entries = []
-    for line in orphan.lines():
-        try:
-            entries.append(entry_of_line(line))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.error("skipped a line of %s that is not an entry: %s", orphan.path.name, exc)
-    return entries

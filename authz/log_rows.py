@@ -1,16 +1,26 @@
 """A decision log entry as a stored row: its columns, the canonical bytes its hash covers,
 and the rows of entries chained one after another (`authz.audit` writes them; how they are
-read back and verified is `authz.audit_trail`)."""
+read back and verified is `authz.audit_trail`). Also the journal line of a worker that hands
+its journal over (`staged_line`): the entry with its canonical bytes made already, so that
+the log writer, which stores every worker's entries one after another, does not parse and
+serialize each again (`Staged`).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from authz.log_entry import LogEntry
+from authz.journal import Segment
+from authz.log_entry import LogEntry, entry_of_line
+
+log = logging.getLogger("authz.audit")
 
 # The columns of a stored entry, in the order `Chained` gives them.
 RECORD_COLUMNS = (
@@ -81,8 +91,8 @@ class Chained:
         self,
         seq: int,
         prev: str,
-        entries: Iterable[LogEntry],
-        reasons: Callable[[LogEntry], tuple[str, ...]],
+        entries: Iterable[LogEntry | Staged],
+        reasons: Callable[[Any], tuple[str, ...]],
     ) -> None:
         self.seq, self.prev = seq, prev
         self._entries = entries
@@ -91,13 +101,19 @@ class Chained:
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         shared = SharedKeys()
         for e in self._entries:
-            before, after, request, reasons = prepared(e, self._reasons(e), shared)
+            if isinstance(e, Staged):
+                why = orjson.dumps(self._reasons(e))
+                before, request, reasons = e.before, e.request, why.decode()
+                after = b'","reasons":' + why + b',"seq":'
+                user_id, contract_id = e.user_id, e.contract_id
+            else:
+                before, after, request, reasons = prepared(e, self._reasons(e), shared)
+                user_id, contract_id = e.request["user_id"], e.request["contract_id"]
             self.seq += 1
             prev, link = self.prev, self.prev.encode()
             digest = hashlib.sha256(
                 b"".join((link, b"\n", before, link, after, b"%d}" % self.seq))
             ).hexdigest()
-            q = e.request
             yield (
                 self.seq,
                 e.decision_id,
@@ -110,8 +126,8 @@ class Chained:
                 e.policy_version,
                 e.data_version,
                 prev,
-                q["user_id"],
-                q["contract_id"],
+                user_id,
+                contract_id,
                 digest,
             )
             self.prev = digest
@@ -127,8 +143,15 @@ def prepared(
     both the hash and the row. The keys it shares with the entry prepared before it
     (`shared`) are not serialized again. Property tests hold the bytes equal to `canonical`'s.
     """
-    request = orjson.dumps(e.request, option=orjson.OPT_SORT_KEYS)
+    before, request = before_prev_hash(e, shared)
     why = orjson.dumps(reasons)
+    return before, b'","reasons":' + why + b',"seq":', request.decode(), why.decode()
+
+
+def before_prev_hash(e: LogEntry, shared: SharedKeys) -> tuple[bytes, bytes]:
+    """`content` of the entry as `canonical` writes it, up to the value of "prev_hash"; and
+    its input as stored, canonical JSON."""
+    request = orjson.dumps(e.request, option=orjson.OPT_SORT_KEYS)
     head, tail = shared.of(e)
     before = b"".join(
         (
@@ -140,4 +163,102 @@ def prepared(
             tail,
         )
     )
-    return before, b'","reasons":' + why + b',"seq":', request.decode(), why.decode()
+    return before, request
+
+
+# The first value of a `staged_line`: a line of the journal's first form is an object.
+STAGED = 2
+
+
+def staged_line(e: LogEntry, shared: SharedKeys) -> bytes:
+    """The entry as one journal line for a log writer: its stored values, its canonical
+    bytes up to "prev_hash" (`before_prev_hash`), and, for a deny whose reasons are to be
+    worked out, the facts it was decided on, each as its JSON text (the writer looks the
+    reasons up by that text, and parses it only when it has not seen it)."""
+    before, request = before_prev_hash(e, shared)
+    facts = e.reasons is None and not e.allowed
+    q = e.request
+    return (
+        orjson.dumps(
+            [
+                STAGED,
+                e.decision_id,
+                e.at,
+                e.caller,
+                e.kind,
+                e.allowed,
+                e.policy_version,
+                e.data_version,
+                q["user_id"],
+                q["contract_id"],
+                q["action"],
+                e.reasons,
+                before.decode(),
+                request.decode(),
+                orjson.dumps(e.user).decode() if facts else None,
+                orjson.dumps(e.contract).decode() if facts else None,
+            ]
+        )
+        + b"\n"
+    )
+
+
+@dataclass(slots=True)
+class Staged:
+    """An entry as a `staged_line` holds it."""
+
+    decision_id: str
+    at: datetime
+    caller: str
+    kind: str
+    allowed: bool
+    policy_version: str
+    data_version: int
+    user_id: str
+    contract_id: str
+    action: str
+    reasons: tuple[str, ...] | None
+    before: bytes
+    request: str
+    user: str | None  # the facts, as JSON text
+    contract: str | None
+
+
+def entries_of(segment: Segment) -> list[LogEntry | Staged]:
+    """The entries of a claimed segment, of either form; a line that is not one is logged
+    and skipped."""
+    entries: list[LogEntry | Staged] = []
+    times: dict[str, datetime] = {}  # a batch's entries share their time: parsed once
+    for line in segment.lines():
+        try:
+            if not line.startswith(b"["):
+                entries.append(entry_of_line(line))
+                continue
+            v = orjson.loads(line)
+            if v[0] != STAGED:
+                raise ValueError(f"a line of an unknown form ({v[0]!r})")
+            at = times.get(v[2])
+            if at is None:
+                at = times[v[2]] = datetime.fromisoformat(v[2])
+            entries.append(
+                Staged(
+                    v[1],
+                    at,
+                    v[3],
+                    v[4],
+                    v[5],
+                    v[6],
+                    v[7],
+                    v[8],
+                    v[9],
+                    v[10],
+                    None if v[11] is None else tuple(v[11]),
+                    v[12].encode(),
+                    v[13],
+                    v[14],
+                    v[15],
+                )
+            )
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            log.error("skipped a line of %s that is not an entry: %s", segment.path.name, exc)
+    return entries

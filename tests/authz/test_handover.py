@@ -4,16 +4,19 @@ stored, by the writer, with its reasons; a writer behind or down holds decisions
 from __future__ import annotations
 
 import fcntl
+import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import func, select
 
-from authz import audit, journal
+from authz import audit, journal, log_rows
 from authz.assurance import freeze
 from authz.audit import SqlDecisionLog
 from authz.config import Settings
@@ -21,6 +24,7 @@ from authz.decisions import CheckRequest
 from authz.errors import Unavailable
 from authz.handover import HandOverLog
 from authz.journal import SEALED, SUFFIX, Journal
+from authz.log_entry import LogEntry
 from authz.log_writer import WriterSettings, run
 from authz.models import DecisionRecord
 from authz.policy import Policy
@@ -169,29 +173,24 @@ def test_what_is_journaled_while_decisions_wait_is_handed_over_once_the_rest_is_
 def test_a_writer_finds_the_reasons_of_a_deny_of_an_earlier_policy_in_its_frozen_copy(
     worker: Runtime, tmp_path: Path
 ) -> None:
-    ids = _decide(worker)
-    worker.log.flush()
     newer = Policy(
         [replace(f, source=f.source + "\n# a newer version\n") for f in worker.policy.files]
     )
     assert newer.version != worker.policy.version
-    without = SqlDecisionLog(worker.db, newer, None)
-    without.close()
+    freeze(worker.policy, tmp_path / "copies")
+    ids = _decide(worker)
+    worker.log.flush()
     with_copies = _writer(worker, policy_copies=tmp_path / "copies")
     with_copies._policy = newer  # the writer serves the newer version
-    freeze(worker.policy, tmp_path / "copies")
-    assert without._reasons(audit.entry_of_line(_first_deny(worker))) == ()
     assert with_copies.replay_orphans() == 3
     assert _stored(worker)[ids[1]] == (False, ["CONTRACT_CLOSED"])
 
-
-def _first_deny(rt: Runtime) -> bytes:
-    assert rt.log.journal is not None
-    for path in rt.log.journal.directory.iterdir():
-        for line in path.read_bytes().splitlines():
-            if b'"allowed":false' in line:
-                return line
-    raise AssertionError("no deny journaled")
+    ids = _decide(worker)
+    worker.log.flush()
+    without = _writer(worker)
+    without._policy = newer
+    assert without.replay_orphans() == 3
+    assert _stored(worker)[ids[1]] == (False, [])  # stored all the same, without reasons
 
 
 def test_a_segment_whose_first_entry_is_unstored_but_a_later_one_stored_is_not_written_twice(
@@ -203,9 +202,11 @@ def test_a_segment_whose_first_entry_is_unstored_but_a_later_one_stored_is_not_w
     worker.log.flush()
     writer = _writer(worker)
     assert worker.log.journal is not None
-    [segment] = worker.log.journal.directory.iterdir()
-    lines = segment.read_bytes().splitlines(keepends=True)
-    writer._write([audit.entry_of_line(lines[2])])  # the last stored, the first not
+    [path] = worker.log.journal.directory.iterdir()
+    segment = journal.Segment(path, os.open(path, os.O_RDONLY))
+    entries = log_rows.entries_of(segment)
+    segment.keep()
+    writer._write(entries[2:])  # the last stored, the first not
     assert writer.replay_orphans() == 2
     assert sorted(_stored(worker)) == sorted(ids)
     assert audit.verify(worker.db) == (3, [])
@@ -266,3 +267,91 @@ def test_a_store_in_memory_has_no_log_writer() -> None:
         run(settings, WriterSettings(nice=0), threading.Event())
     with Runtime.open(replace(settings, log_handover=True), migrate=True) as rt:
         assert isinstance(rt.log, SqlDecisionLog)  # it writes its own
+
+
+def test_a_staged_line_is_stored_as_the_entry_it_was_made_of(tmp_path: Path) -> None:
+    """A worker that hands its journal over writes each entry's canonical bytes already
+    made; chained by the writer, they give the rows, hashes and all, that the entry itself
+    gives (as a writer thread stores it)."""
+    at = datetime(2026, 11, 27, 5, 30, 1, 123456, tzinfo=UTC)
+    request = {"user_id": "u", "action": "view", "contract_id": "C1", "correlation_id": "é\n"}
+    deny = LogEntry("d1", at, "portal", "batch", request, False, "p", 7)
+    deny = replace(deny, user={"found": True, "site_id": "s"}, contract={"roles": ["Customer"]})
+    entries = [
+        deny,
+        replace(deny, decision_id="d2", allowed=True),
+        replace(deny, decision_id="d3", kind="explain", reasons=("CONTRACT_CLOSED",)),
+        replace(deny, decision_id="d4", at=datetime(2026, 11, 27, 5, 30, 2, tzinfo=UTC)),
+    ]
+    shared = log_rows.SharedKeys()
+    path = tmp_path / "segment.sealed"
+    path.write_bytes(b"".join(log_rows.staged_line(e, shared) for e in entries))
+    segment = journal.Segment(path, os.open(path, os.O_RDONLY))
+    staged = log_rows.entries_of(segment)
+    segment.keep()
+    assert all(isinstance(s, log_rows.Staged) for s in staged)
+
+    def reasons(e: LogEntry | log_rows.Staged) -> tuple[str, ...]:
+        if e.reasons is not None or e.allowed:
+            return e.reasons or ()
+        return tuple(orjson.dumps(f, option=orjson.OPT_SORT_KEYS).decode() for f in facts(e))
+
+    def facts(e: LogEntry | log_rows.Staged) -> tuple[object, object]:
+        if isinstance(e, log_rows.Staged):  # as JSON text
+            return orjson.loads(e.user or "0"), orjson.loads(e.contract or "0")
+        return e.user, e.contract
+
+    prev = "0" * 64
+    got = list(log_rows.Chained(0, prev, staged, reasons))
+    assert got == list(log_rows.Chained(0, prev, entries, reasons))
+    for row in got:
+        stored = DecisionRecord(**dict(zip(log_rows.RECORD_COLUMNS, row, strict=True)))
+        assert row[-1] == audit.entry_hash(prev, audit.content(stored))
+        prev = row[-1]
+
+
+def _three_segments(worker: Runtime) -> list[str]:
+    ids = []
+    for _ in range(3):
+        ids += _decide(worker)
+        worker.log.flush()
+    assert _files(worker) == [SEALED] * 3
+    return ids
+
+
+def test_consecutive_segments_are_written_together_up_to_max_buffer(
+    worker: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = _three_segments(worker)
+    writer = _writer(worker, max_buffer=6)
+    sizes: list[int] = []
+    write = writer._write
+
+    def counted(entries: list[object]) -> None:
+        sizes.append(len(entries))
+        write(entries)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer, "_write", counted)
+    assert writer.replay_orphans() == 9
+    assert sizes == [6, 3]
+    assert sorted(_stored(worker)) == sorted(ids)
+    assert audit.verify(worker.db) == (9, [])
+    assert _files(worker) == []
+
+
+def test_a_failed_write_keeps_every_segment_written_with_it(
+    worker: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = _three_segments(worker)
+    writer = _writer(worker)
+
+    def down(entries: object) -> None:
+        raise RuntimeError("the store refuses writes")
+
+    monkeypatch.setattr(writer, "_write", down)
+    with pytest.raises(RuntimeError):
+        writer.replay_orphans()
+    assert _files(worker) == [SEALED] * 3
+    monkeypatch.undo()
+    assert _writer(worker).replay_orphans() == 9
+    assert sorted(_stored(worker)) == sorted(ids)
