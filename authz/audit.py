@@ -137,7 +137,7 @@ class SqlDecisionLog:
         self._policy = Policy(policy.files)
         self._copies = policy_copies
         self._other_policies: dict[str, Policy | None] = {}
-        self._staged_codes: dict[tuple[str, str, str, str], tuple[str, ...]] = {}
+        self._staged_codes: dict[tuple[str, str, bytes, bytes], tuple[str, ...]] = {}
         self.interval = interval
         self.claim_every = CLAIM_EVERY_S if claim_every is None else claim_every
         self.max_buffer = max_buffer or (20_000 if db.is_sqlite else 5_000)
@@ -383,8 +383,8 @@ class SqlDecisionLog:
             return ()
         return policy.denial_codes(e.user, e.request["action"], e.contract, e.frozen)
 
-    def _staged_reasons(self, e: Staged, user: str, contract: str) -> tuple[str, ...]:
-        """A staged deny's reasons, looked up by the JSON text of its facts: freezing them
+    def _staged_reasons(self, e: Staged, user: bytes, contract: bytes) -> tuple[str, ...]:
+        """A staged deny's reasons, looked up by the JSON of its facts: freezing them
         to look them up in the policy's own memory cost more than all else the writer does
         with a deny."""
         key = (e.policy_version, e.action, user, contract)

@@ -37,9 +37,10 @@ class Load:
     p99_ms: float
     requests: int
     failures: int
-    # CPU the service's workers and the database server spent per request: what a request
-    # costs whatever the load generator (which shares these cores) costs itself.
+    # CPU the service's workers, its log writer and the database server spent per request:
+    # what a request costs whatever the load generator (which shares these cores) costs.
     worker_cpu_us: float
+    log_writer_cpu_us: float
     database_cpu_us: float
     failed_with: str  # wrk's count of each kind of failure, "" when none failed
 
@@ -72,10 +73,11 @@ def run(
         raise ValueError(f"mode is one of {MODES}, not {mode!r}")
     delay_ms = 0.0 if rate is None else max(1.0, 1000 * users / rate)
     workers = workers_of(master_pid) if master_pid is not None else []
+    writers = log_writers_of(master_pid) if master_pid is not None else []
     with tempfile.TemporaryDirectory(prefix="authz-load-") as tmp:
         cases_file = Path(tmp) / "cases.jsonl"
         cases_file.write_text("".join(json.dumps(c) + "\n" for c in cases))
-        before = cpu_seconds(workers), cpu_seconds(database_server_pids())
+        before = cpu_seconds(workers), cpu_seconds(writers), cpu_seconds(database_server_pids())
         out = subprocess.run(
             [
                 wrk(),
@@ -102,7 +104,8 @@ def run(
         ).stdout
         spent = (
             cpu_seconds(workers) - before[0],
-            cpu_seconds(database_server_pids()) - before[1],
+            cpu_seconds(writers) - before[1],
+            cpu_seconds(database_server_pids()) - before[2],
         )
     got = json.loads(out.strip().splitlines()[-1])
     kinds = ("connect", "read", "write", "status", "timeout")
@@ -118,13 +121,38 @@ def run(
         failures,
         round(spent[0] / count * 1e6, 1),
         round(spent[1] / count * 1e6, 1),
+        round(spent[2] / count * 1e6, 1),
         "; ".join(f"{got[k]}x {k}" for k in kinds if got[k]),
     )
 
 
+def children_of(master_pid: int) -> dict[int, bytes]:
+    """The gunicorn master's child processes (of any of its threads: the log writer is
+    started again by one of its own), with their command lines."""
+    found = {}
+    for task in Path(f"/proc/{master_pid}/task").iterdir():
+        try:
+            pids = (task / "children").read_text().split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        for pid in map(int, pids):
+            try:
+                found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+    return found
+
+
 def workers_of(master_pid: int) -> list[int]:
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
-    return [int(pid) for pid in children]
+    return [pid for pid, cmd in children_of(master_pid).items() if LOG_WRITER not in cmd]
+
+
+def log_writers_of(master_pid: int) -> list[int]:
+    """The decision log's writer process (none when the workers write their own)."""
+    return [pid for pid, cmd in children_of(master_pid).items() if LOG_WRITER in cmd]
+
+
+LOG_WRITER = b"service.log_writer"
 
 
 def database_server_pids() -> list[int]:
@@ -157,7 +185,7 @@ def settle(master_pid: int, busy: float = 0.05, window: float = 0.5, limit: floa
     """Wait until the workers and the database server use under `busy` of a core over
     `window` seconds (at most `limit`): what a run left behind (the decision log's writers
     still storing a batch run's entries) is not counted against the next."""
-    pids = workers_of(master_pid)
+    pids = list(children_of(master_pid))
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         before = cpu_seconds(pids) + cpu_seconds(database_server_pids())
@@ -166,10 +194,10 @@ def settle(master_pid: int, busy: float = 0.05, window: float = 0.5, limit: floa
             return
 
 
-def peak_rss_mb(master_pid: int) -> list[float]:
-    """VmHWM (peak resident set) of each child of the gunicorn master, in MB."""
+def peak_rss_mb(pids: list[int]) -> list[float]:
+    """VmHWM (peak resident set) of each of these processes, in MB."""
     peaks = []
-    for pid in workers_of(master_pid):
+    for pid in pids:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 peaks.append(int(line.split()[1]) / 1024)

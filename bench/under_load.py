@@ -73,6 +73,7 @@ def under_load(
                     failures=shown.failures,
                     **_failed(shown),
                     worker_cpu_us=shown.worker_cpu_us,
+                    log_writer_cpu_us=shown.log_writer_cpu_us,
                     database_cpu_us=shown.database_cpu_us,
                     **(_rounds(runs) if users == 8 else {}),
                 )
@@ -123,6 +124,7 @@ def under_load(
             failures=batch.failures,
             **_failed(batch),
             worker_cpu_us=batch.worker_cpu_us,
+            log_writer_cpu_us=batch.log_writer_cpu_us,
             database_cpu_us=batch.database_cpu_us,
             **_rounds(batches, 100),
         )
@@ -151,10 +153,12 @@ def under_load(
             "x",
             **_range(by_cpu),
         )
-        peaks = load.peak_rss_mb(srv.pid)
+        peaks = load.peak_rss_mb(load.workers_of(srv.pid))
         report.figure(
             engine, "memory", "peak RSS of the largest worker", max(peaks), "MB", workers=len(peaks)
         )
+        for peak in load.peak_rss_mb(load.log_writers_of(srv.pid)):
+            report.figure(engine, "memory", "peak RSS of the log writer", peak, "MB")
 
 
 def _median_run(runs: list[load.Load]) -> load.Load:
@@ -172,6 +176,7 @@ def _median_run(runs: list[load.Load]) -> load.Load:
         sum(r.requests for r in runs),
         sum(r.failures for r in runs),
         mid("worker_cpu_us"),
+        mid("log_writer_cpu_us"),
         mid("database_cpu_us"),
         "; ".join(r.failed_with for r in runs if r.failed_with),
     )
@@ -222,5 +227,5 @@ def _warm(base: str, key: str, bodies: list[dict[str, Any]], rounds: int = 12) -
 
 
 def _server_cpu(run: load.Load) -> float:
-    """CPU microseconds the workers and the database server spent per request."""
-    return max(run.worker_cpu_us + run.database_cpu_us, 0.1)
+    """CPU microseconds the workers, the log writer and the database server spent per request."""
+    return max(run.worker_cpu_us + run.log_writer_cpu_us + run.database_cpu_us, 0.1)

@@ -297,8 +297,8 @@ def test_a_staged_line_is_stored_as_the_entry_it_was_made_of(tmp_path: Path) -> 
         return tuple(orjson.dumps(f, option=orjson.OPT_SORT_KEYS).decode() for f in facts(e))
 
     def facts(e: LogEntry | log_rows.Staged) -> tuple[object, object]:
-        if isinstance(e, log_rows.Staged):  # as JSON text
-            return orjson.loads(e.user or "0"), orjson.loads(e.contract or "0")
+        if isinstance(e, log_rows.Staged):  # as JSON
+            return orjson.loads(e.user or b"0"), orjson.loads(e.contract or b"0")
         return e.user, e.contract
 
     prev = "0" * 64
