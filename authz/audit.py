@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -99,8 +100,8 @@ class SqlDecisionLog:
         max_buffer: int | None = None,
         max_backlog: int | None = None,
         max_wait: float = 2.0,
-        claim_every: float | None = None,
         policy_copies: Path | None = None,
+        background: bool = True,
     ) -> None:
         """`journal` is in the store's journal directory (`Settings.journal`; None for a
         store in memory, which a crash loses whole). `max_buffer`
@@ -124,10 +125,10 @@ class SqlDecisionLog:
         per entry as 5,000 (worker and server, 29-31 us either way) and tripled that p99
         (262-330 ms against 111): 5,000 there (`max_backlog` 20,000).
 
-        Every `claim_every` seconds (CLAIM_EVERY_S unless given) the writer claims the
-        journal segments other processes left or handed over, and writes what the store
-        lacks of them. At 0 it claims again as soon as it has written some, else after
-        `interval`: so does a log writer of its own (`authz.log_writer`). A deny of another
+        Every CLAIM_EVERY_S seconds the writer claims the journal segments other processes
+        left or handed over, and writes what the store lacks of them. Without `background`
+        there is no writer thread: a log writer of its own (`authz.log_writer`) claims and
+        writes (`gather`, `write_gathered`). A deny of another
         policy version than `policy`'s gets its reasons from that version's copy in
         `policy_copies` (see `authz.assurance.freeze`), if there."""
         self.db = db
@@ -139,7 +140,6 @@ class SqlDecisionLog:
         self._other_policies: dict[str, Policy | None] = {}
         self._staged_codes: dict[tuple[str, str, bytes, bytes], tuple[str, ...]] = {}
         self.interval = interval
-        self.claim_every = CLAIM_EVERY_S if claim_every is None else claim_every
         self.max_buffer = max_buffer or (20_000 if db.is_sqlite else 5_000)
         self.max_backlog = max_backlog or self.default_max_backlog(db)
         self.max_wait = max_wait
@@ -155,7 +155,8 @@ class SqlDecisionLog:
         self._closed = False
         self.observer: LogObserver | None = None
         self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
-        self._thread.start()
+        if background:
+            self._thread.start()
 
     @staticmethod
     def default_max_backlog(db: Database) -> int:
@@ -226,7 +227,8 @@ class SqlDecisionLog:
         journal for another process to write."""
         self._closed = True
         self._wake.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
         try:
             self.flush()
         finally:
@@ -237,13 +239,7 @@ class SqlDecisionLog:
     def replay_orphans(self) -> int:
         """Write the entries of journal segments left by processes that ended or handed
         over, those the store does not hold yet; how many were written. Consecutive
-        segments are written together, up to `max_buffer` entries per transaction (a
-        worker hands over a segment each second, or each quarter of its backlog bound).
-
-        What the store holds of a segment is its first entries, if any: a segment is written
-        in order, in transactions, by one process at a time (the one holding it). So when
-        its first entry is not stored, no other is looked up; if one turns out stored after
-        all, the write fails on its unique id, and the entries are then looked up one by one.
+        segments are written together, up to `max_buffer` entries per transaction.
 
         :raises Unavailable: when the store cannot answer (the segments stay for later).
         """
@@ -251,50 +247,66 @@ class SqlDecisionLog:
         if self.journal is None:
             return written
         with self._write_lock:
-            group: list[tuple[Segment, int]] = []  # each with how many of `pending` are its
-            pending: list[LogEntry | Staged] = []
-            looked_up = True  # whether `pending` was checked against the store entry by entry
+            gathered = Gathered()
             try:
                 for orphan in self.journal.orphans():
-                    group.append((orphan, 0))
-                    entries = entries_of(orphan)
-                    if entries and self._not_stored(entries[:1]):
-                        looked_up = False
-                    else:
-                        entries = self._not_stored(entries)
-                    pending.extend(entries)
-                    group[-1] = (orphan, len(entries))
-                    if len(pending) >= self.max_buffer:
-                        written += self._write_segments(group, pending, looked_up)
-                        group, pending, looked_up = [], [], True
-                if group:
-                    written += self._write_segments(group, pending, looked_up)
+                    self.gather(gathered, orphan)
+                    if len(gathered.pending) >= self.max_buffer:
+                        written += self.write_gathered(gathered)
+                        gathered = Gathered()
+                if gathered.group:
+                    written += self.write_gathered(gathered)
             except Exception:
-                for orphan, _ in group:
-                    orphan.keep()
+                gathered.keep()
                 raise
         return written
 
-    def _write_segments(
-        self, group: list[tuple[Segment, int]], pending: list[LogEntry | Staged], looked_up: bool
-    ) -> int:
-        """Write `pending`, the entries of `group` the store lacks, then delete the group."""
+    def gather(self, gathered: Gathered, segment: Segment) -> None:
+        """Add a claimed segment, and those of its entries the store lacks, to `gathered`.
+
+        What the store holds of a segment is its first entries, if any: a segment is
+        written in order, in transactions, by one process at a time (the one holding it).
+        So when its first entry is not stored, no other is looked up; if one turns out
+        stored after all, the write fails on its unique id, and the entries are then looked
+        up one by one (`write_gathered`).
+
+        :raises Unavailable: when the store cannot answer (the caller keeps what it holds).
+        """
+        if not gathered.group:
+            gathered.since = time.monotonic()
+        gathered.group.append((segment, 0))
+        entries = entries_of(segment)
+        if entries and self._not_stored(entries[:1]):
+            gathered.looked_up = False
+        else:
+            entries = self._not_stored(entries)
+        gathered.pending.extend(entries)
+        gathered.group[-1] = (segment, len(entries))
+
+    def write_gathered(self, gathered: Gathered) -> int:
+        """Write the entries gathered, `max_buffer` per transaction, then delete their
+        segments; how many were written.
+
+        :raises Unavailable: when the store cannot answer (the caller keeps what it holds).
+        """
+        pending = gathered.pending
         try:
             self._write_chunks(pending)
         except Exception:
-            if looked_up:
+            if gathered.looked_up:
                 raise
             missing = self._not_stored(pending)  # raises again if the store is down
             if len(missing) == len(pending):
                 raise
             pending = missing
             self._write_chunks(pending)
-        for orphan, n in group:
-            orphan.delete()
-            if n and not orphan.handed_over:
+        for segment, n in gathered.group:
+            segment.delete()
+            if n and not segment.handed_over:
                 log.warning(
-                    "wrote the decision log entries that %s left unwritten", orphan.path.name
+                    "wrote the decision log entries that %s left unwritten", segment.path.name
                 )
+        gathered.group, gathered.pending = [], []
         return len(pending)
 
     def _write_chunks(self, entries: list[LogEntry | Staged]) -> None:
@@ -319,10 +331,9 @@ class SqlDecisionLog:
         next_claim = 0.0
         while not self._closed:
             if time.monotonic() >= next_claim:
-                next_claim = time.monotonic() + self.claim_every
+                next_claim = time.monotonic() + CLAIM_EVERY_S
                 try:
-                    if self.replay_orphans() and not self.claim_every:
-                        continue  # more may have come meanwhile: look again now
+                    self.replay_orphans()
                 except Exception as exc:  # the store is down: try again later
                     log.error("decision journal replay failed: %s", exc)
             self._wake.wait(self.interval)
@@ -423,3 +434,23 @@ CLAIM_EVERY_S = 5.0
 
 # The head of the chain: the last entry's seq and hash.
 _HEAD = select(DecisionChain.last_seq, DecisionChain.last_hash).where(DecisionChain.id == 1)
+
+
+@dataclass
+class Gathered:
+    """Claimed segments, and the entries of theirs the store lacks, to be written together."""
+
+    group: list[tuple[Segment, int]] = field(default_factory=list)  # each with its entries
+    pending: list[LogEntry | Staged] = field(default_factory=list)
+    looked_up: bool = True  # whether `pending` was checked against the store entry by entry
+    since: float = 0.0  # when the first segment was gathered (time.monotonic)
+
+    @property
+    def paths(self) -> set[Path]:
+        return {segment.path for segment, _ in self.group}
+
+    def keep(self) -> None:
+        """Let go of the segments, unwritten: they are claimed again later."""
+        for segment, _ in self.group:
+            segment.keep()
+        self.group, self.pending = [], []

@@ -163,10 +163,11 @@ class Journal:
     def _held(self) -> list[Segment]:
         return [*self._sealed, *([self._current] if self._current else [])]
 
-    def orphans(self) -> Iterator[Segment]:
-        """Segments of processes that ended, each locked by this process until the caller
-        deletes it (its entries stored) or keeps it (for a later claim)."""
-        own = {s.path for s in self._held()}
+    def orphans(self, held: set[Path] | None = None) -> Iterator[Segment]:
+        """Segments of processes that ended or handed them over, each locked by this process
+        until the caller deletes it (its entries stored) or keeps it (for a later claim);
+        not those at `held` (claimed already)."""
+        own = {s.path for s in self._held()} | (held or set())
         try:
             names = sorted(os.listdir(self.directory))
         except FileNotFoundError:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from authz.audit import SqlDecisionLog
+from authz.audit import Gathered, SqlDecisionLog
 from authz.config import Settings
 from authz.db import Database
 from authz.journal import Journal
@@ -33,10 +34,18 @@ log = logging.getLogger("authz.log_writer")
 
 @dataclass(frozen=True)
 class WriterSettings:
-    # How long it waits to look again for segments after finding none (when it finds some,
-    # it looks again as soon as they are stored).
-    interval: float = 0.2
-    # Added to its niceness (0-19): the workers it writes for come first.
+    # The longest an entry waits, once handed over, before it is written: the writer gathers
+    # the segments handed over meanwhile (both workers' seconds, under steady load) into one
+    # transaction, unless `max_buffer` entries are gathered sooner. On SQLite a transaction
+    # rewrites every index page it touches: with wrk at 8 connections of single checks, the
+    # writer spent 26-28 us of CPU per entry writing each segment as it came (about 1,200
+    # entries), 18-24 us at 1 s.
+    interval: float = 1.0
+    # How often it looks for segments handed over.
+    poll: float = 0.02
+    # Added to its niceness (0-19): the workers it writes for come first (wrk at 8
+    # connections on SQLite, check p99 medians of two runs: 5.5 ms at 10, 5.8 at 19, 6.4 at
+    # 3; 7.0 with a writer thread in each worker).
     nice: int = 10
     # Where the gunicorn master freezes each policy version it serves (for the reasons of
     # denies made under an earlier one); None: only the version of `Settings.policy_dir`.
@@ -70,22 +79,42 @@ def run(settings: Settings, writer: WriterSettings, stop: threading.Event) -> No
     db = Database.from_url(settings.database_url, settings.read_timeout_ms)
     parent = os.getppid()
     entries = SqlDecisionLog(
-        db,
-        policy,
-        Journal(journal),
-        interval=writer.interval,
-        claim_every=0,
-        policy_copies=writer.policy_copies,
+        db, policy, Journal(journal), policy_copies=writer.policy_copies, background=False
     )
     log.info("log writer storing the segments of %s", journal)
+    gathered = Gathered()
     try:
-        while not stop.wait(1.0):
+        while not stop.wait(writer.poll):
             if os.getppid() != parent:
                 log.warning("the process that started the log writer ended; stopping")
                 break
+            try:
+                _step(entries, gathered, writer.interval)
+            except Exception as exc:  # the store is down: the segments wait in the journal
+                log.error("decision log write failed, its segments kept for later: %s", exc)
+                gathered.keep()
+                stop.wait(1.0)
     finally:
         try:
-            entries.close()
+            if gathered.group:
+                entries.write_gathered(gathered)
             entries.replay_orphans()
+        except Exception:
+            gathered.keep()
+            raise
         finally:
+            entries.close()
             db.dispose()
+
+
+def _step(entries: SqlDecisionLog, gathered: Gathered, interval: float) -> None:
+    """Gather the segments handed over since the last step; write what is gathered once it
+    fills a transaction or has waited `interval`."""
+    assert entries.journal is not None
+    for segment in entries.journal.orphans(held=gathered.paths):
+        entries.gather(gathered, segment)
+        if len(gathered.pending) >= entries.max_buffer:
+            break
+    full = len(gathered.pending) >= entries.max_buffer
+    if gathered.group and (full or time.monotonic() - gathered.since >= interval):
+        entries.write_gathered(gathered)

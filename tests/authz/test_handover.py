@@ -18,14 +18,14 @@ from sqlalchemy import func, select
 
 from authz import audit, journal, log_rows
 from authz.assurance import freeze
-from authz.audit import SqlDecisionLog
+from authz.audit import Gathered, SqlDecisionLog
 from authz.config import Settings
 from authz.decisions import CheckRequest
 from authz.errors import Unavailable
 from authz.handover import HandOverLog
 from authz.journal import SEALED, SUFFIX, Journal
 from authz.log_entry import LogEntry
-from authz.log_writer import WriterSettings, run
+from authz.log_writer import WriterSettings, _step, run
 from authz.models import DecisionRecord
 from authz.policy import Policy
 from authz.runtime import Runtime
@@ -48,14 +48,10 @@ def worker(settings: Settings) -> Iterator[Runtime]:
 
 
 def _writer(rt: Runtime, **kw: object) -> SqlDecisionLog:
-    """A log writer's log, its thread stopped: the tests claim with `replay_orphans`."""
+    """A log writer's log, without a thread: the tests claim with `replay_orphans`."""
     assert rt.log.journal is not None
-    log = SqlDecisionLog(rt.db, rt.policy, None, **kw)  # type: ignore[arg-type]
-    log._closed = True
-    log._wake.set()
-    log._thread.join()
-    log.journal = Journal(rt.log.journal.directory)
-    return log
+    journal = Journal(rt.log.journal.directory)
+    return SqlDecisionLog(rt.db, rt.policy, journal, background=False, **kw)  # type: ignore[arg-type]
 
 
 def _stored(rt: Runtime) -> dict[str, tuple[bool, list[str]]]:
@@ -354,4 +350,38 @@ def test_a_failed_write_keeps_every_segment_written_with_it(
     assert _files(worker) == [SEALED] * 3
     monkeypatch.undo()
     assert _writer(worker).replay_orphans() == 9
+    assert sorted(_stored(worker)) == sorted(ids)
+
+
+def test_the_log_writer_gathers_what_is_handed_over_within_its_interval_into_one_write(
+    worker: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = _writer(worker)
+    sizes: list[int] = []
+    write = writer._write
+
+    def counted(entries: list[object]) -> None:
+        sizes.append(len(entries))
+        write(entries)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer, "_write", counted)
+    gathered = Gathered()
+    ids = _decide(worker)
+    worker.log.flush()
+    _step(writer, gathered, interval=3600)
+    ids += _decide(worker)
+    worker.log.flush()
+    _step(writer, gathered, interval=3600)
+    assert (sizes, _stored(worker), len(gathered.group)) == ([], {}, 2)  # waiting
+    _step(writer, gathered, interval=0)  # the first has waited long enough
+    assert sizes == [6]
+    assert sorted(_stored(worker)) == sorted(ids)
+    assert _files(worker) == []
+
+    writer.max_buffer = 4
+    for _ in range(2):
+        ids += _decide(worker)
+        worker.log.flush()
+    _step(writer, gathered, interval=3600)  # a transaction's worth does not wait
+    assert sizes == [6, 4, 2]
     assert sorted(_stored(worker)) == sorted(ids)
