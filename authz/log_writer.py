@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from authz.audit import Gathered, SqlDecisionLog
+from authz.audit import Gathered, LogObserver, SqlDecisionLog
 from authz.config import Settings
 from authz.db import Database
 from authz.journal import Journal
@@ -63,9 +63,14 @@ class WriterSettings:
         )
 
 
-def run(settings: Settings, writer: WriterSettings, stop: threading.Event) -> None:
+def run(
+    settings: Settings,
+    writer: WriterSettings,
+    stop: threading.Event,
+    observer: LogObserver | None = None,
+) -> None:
     """Store what the journal holds until `stop` is set or the process that started this
-    one ends; then store what is left, once more.
+    one ends; then store what is left, once more. `observer` is told of each failed write.
 
     :raises PolicyLoadError: when the policy does not load.
     :raises ValueError: when the store has no journal (a SQLite store in memory).
@@ -93,6 +98,8 @@ def run(settings: Settings, writer: WriterSettings, stop: threading.Event) -> No
             except Exception as exc:  # the store is down: the segments wait in the journal
                 log.error("decision log write failed, its segments kept for later: %s", exc)
                 gathered.keep()
+                if observer is not None:
+                    observer.write_failed()
                 stop.wait(1.0)
     finally:
         try:

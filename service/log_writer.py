@@ -14,7 +14,7 @@ import threading
 
 from authz import log_writer
 from authz.config import Settings
-from service import logs
+from service import logs, metrics
 
 SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
@@ -25,7 +25,11 @@ def main() -> None:
     for signum in SIGNALS:
         signal.signal(signum, lambda *_: stop.set())
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
-    log_writer.run(Settings.from_env(), log_writer.WriterSettings.from_env(), stop)
+    # Its failed writes count in the workers' metric (PROMETHEUS_MULTIPROC_DIR, set by the
+    # master, is this process's too).
+    log_writer.run(
+        Settings.from_env(), log_writer.WriterSettings.from_env(), stop, metrics.LogMetrics()
+    )
 
 
 if __name__ == "__main__":

@@ -385,3 +385,40 @@ def test_the_log_writer_gathers_what_is_handed_over_within_its_interval_into_one
     _step(writer, gathered, interval=3600)  # a transaction's worth does not wait
     assert sizes == [6, 4, 2]
     assert sorted(_stored(worker)) == sorted(ids)
+
+
+def test_the_log_writer_keeps_what_it_cannot_write_and_says_so(
+    worker: Runtime, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Failures:
+        count = 0
+
+        def backlog(self, entries: int) -> None:
+            raise AssertionError("the writer has no backlog of its own")
+
+        def write_failed(self) -> None:
+            self.count += 1
+
+    def down(self: SqlDecisionLog, entries: object) -> None:
+        raise RuntimeError("the store refuses writes")
+
+    monkeypatch.setattr(SqlDecisionLog, "_write", down)
+    failures, stop = Failures(), threading.Event()
+    writer = threading.Thread(
+        target=run, args=(settings, WriterSettings(interval=0, nice=0), stop, failures)
+    )
+    _decide(worker)
+    worker.log.flush()
+    writer.start()
+    deadline = time.monotonic() + 10
+    while not failures.count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    monkeypatch.undo()  # the store is back: what was kept is written
+    deadline = time.monotonic() + 10
+    while len(_stored(worker)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    writer.join(timeout=30)
+    assert failures.count >= 1
+    assert len(_stored(worker)) == 3
+    assert _files(worker) == []
