@@ -80,9 +80,22 @@ class Server:
 
 @pytest.fixture
 def server(settings: Settings) -> Iterator[tuple[Server, str]]:
+    yield from _served(settings, "thread")
+
+
+@pytest.fixture(params=["thread", "process"])
+def either_writer(
+    settings: Settings, request: pytest.FixtureRequest
+) -> Iterator[tuple[Server, str]]:
+    """Served with a decision log writer thread in each worker, or a log writer process."""
+    yield from _served(settings, request.param)
+
+
+def _served(settings: Settings, writer: str) -> Iterator[tuple[Server, str]]:
     with Runtime.open(settings) as rt:
         key = rt.keys.create("live", frozenset({"decide", "manage", "sync", "audit"}), T0)
     srv = Server(settings.database_url, settings.journal())
+    srv.env["AUTHZ_LOG_WRITER"] = writer
     srv.start()
     yield srv, key
     srv.kill()
@@ -96,8 +109,8 @@ def test_fixtures_pass_against_the_live_service(server: tuple[Server, str]) -> N
     assert [f for r in results for f in r.failures] == []
 
 
-def test_what_was_answered_survives_a_crash(server: tuple[Server, str]) -> None:
-    srv, key = server
+def test_what_was_answered_survives_a_crash(either_writer: tuple[Server, str]) -> None:
+    srv, key = either_writer
     h = {"Authorization": f"Bearer {key}"}
     s = requests.Session()
     assert s.put(f"{srv.url}/v1/sites/default", json={"name": "D"}, headers=h).status_code == 201
@@ -393,6 +406,7 @@ def test_a_log_writer_process_stores_the_workers_entries_and_is_started_again_wh
         world.sync([contract("C1", "A1:Customer"), contract("C2", "A1:Customer", state="closed")])
         world.user("u1", "default", "A1")
     srv = Server(settings.database_url, settings.journal())
+    srv.env["AUTHZ_LOG_WRITER"] = "process"
     srv.start()
     try:
         h = {"Authorization": f"Bearer {key}"}
@@ -424,6 +438,7 @@ def test_a_graceful_stop_stores_every_entry_answered_and_leaves_no_journal(
     with Runtime.open(settings) as rt:
         key = rt.keys.create("live", frozenset({"decide"}), T0)
     srv = Server(settings.database_url, settings.journal())
+    srv.env["AUTHZ_LOG_WRITER"] = "process"
     srv.start()
     assert srv.proc is not None
     h = {"Authorization": f"Bearer {key}"}
