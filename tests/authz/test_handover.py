@@ -315,11 +315,8 @@ def _three_segments(worker: Runtime) -> list[str]:
     return ids
 
 
-def test_consecutive_segments_are_written_together_up_to_max_buffer(
-    worker: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ids = _three_segments(worker)
-    writer = _writer(worker, max_buffer=6)
+def _write_sizes(writer: SqlDecisionLog, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of entries of each of the writer's transactions, as they come."""
     sizes: list[int] = []
     write = writer._write
 
@@ -328,6 +325,15 @@ def test_consecutive_segments_are_written_together_up_to_max_buffer(
         write(entries)  # type: ignore[arg-type]
 
     monkeypatch.setattr(writer, "_write", counted)
+    return sizes
+
+
+def test_consecutive_segments_are_written_together_up_to_max_buffer(
+    worker: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = _three_segments(worker)
+    writer = _writer(worker, max_buffer=6)
+    sizes = _write_sizes(writer, monkeypatch)
     assert writer.replay_orphans() == 9
     assert sizes == [6, 3]
     assert sorted(_stored(worker)) == sorted(ids)
@@ -357,14 +363,7 @@ def test_the_log_writer_gathers_what_is_handed_over_within_its_interval_into_one
     worker: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer = _writer(worker)
-    sizes: list[int] = []
-    write = writer._write
-
-    def counted(entries: list[object]) -> None:
-        sizes.append(len(entries))
-        write(entries)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(writer, "_write", counted)
+    sizes = _write_sizes(writer, monkeypatch)
     gathered = Gathered()
     ids = _decide(worker)
     worker.log.flush()
