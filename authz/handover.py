@@ -1,11 +1,11 @@
 """The decision log of a process whose entries a log writer of its own stores.
 
-A gunicorn worker records each decision's entries in its journal, as `SqlDecisionLog` does,
-and no more: every `interval` seconds it hands the segment written so far over whole
-(`Journal.hand_over`), and a separate process, the log writer (`authz.log_writer`, started
-by the gunicorn master), claims it, stores its entries, chained, and deletes it. The worker
-then neither builds rows nor writes them: that work, about half of a worker's CPU under
-batch load, no longer shares its GIL with the requests, nor the CPU at the same priority.
+A gunicorn worker with AUTHZ_LOG_WRITER=process records each decision's entries in its
+journal, as `SqlDecisionLog` does, and no more: every `interval` seconds it hands the
+segment written so far over whole (`Journal.hand_over`), and a separate process, the log
+writer (`authz.log_writer`, started by the gunicorn master), claims it, stores its entries,
+chained, and deletes it. The worker then neither builds rows nor writes them: that work no
+longer shares its GIL with the requests, nor the CPU at the same priority.
 
 The backlog is what the worker journaled and the store may not hold yet. Past
 `max_backlog` a decision waits up to `max_wait` for the writer to catch up, then is

@@ -3,10 +3,11 @@
 The service's workers journal each decision's entries and hand the segments over
 (`authz.handover`); the log writer claims them, stores their entries chained, works out
 the reasons of denies, and deletes them. It claims as well the segments of any process of
-the same store that ended without storing its own. The gunicorn master starts it, and
-starts it again if it ends (`service/gunicorn_conf.py`); `authz log-writer` runs one by
-hand. Several may run against one store (a host each, say): each claims its own segments,
-and the chain's head is taken in each write's transaction.
+the same store that ended without storing its own. With AUTHZ_LOG_WRITER=process the
+gunicorn master starts it, and starts it again if it ends (`service/gunicorn_conf.py`);
+`python -m service.log_writer` runs one by hand. Several may run against one store (a host
+each, say): each claims its own segments, and the chain's head is taken in each write's
+transaction.
 
 It runs at a lower priority (`nice`) than the workers. Under load they preempt it, so a
 request does not wait behind its writes; it catches up when they are idle, and when it
@@ -36,16 +37,13 @@ log = logging.getLogger("authz.log_writer")
 class WriterSettings:
     # The longest an entry waits, once handed over, before it is written: the writer gathers
     # the segments handed over meanwhile (both workers' seconds, under steady load) into one
-    # transaction, unless `max_buffer` entries are gathered sooner. On SQLite a transaction
-    # rewrites every index page it touches: with wrk at 8 connections of single checks, the
-    # writer spent 26-28 us of CPU per entry writing each segment as it came (about 1,200
-    # entries), 18-24 us at 1 s.
+    # transaction, unless `max_buffer` entries are gathered sooner.
     interval: float = 1.0
     # How often it looks for segments handed over.
     poll: float = 0.02
     # Added to its niceness (0-19): the workers it writes for come first (wrk at 8
-    # connections on SQLite, check p99 medians of two runs: 5.5 ms at 10, 5.8 at 19, 6.4 at
-    # 3; 7.0 with a writer thread in each worker).
+    # connections of single checks on SQLite, check p99 over two runs each, alternating:
+    # 5.50-5.55 ms at 10, 5.54-6.02 at 19, 6.19-6.63 at 3).
     nice: int = 10
     # Where the gunicorn master freezes each policy version it serves (for the reasons of
     # denies made under an earlier one); None: only the version of `Settings.policy_dir`.
