@@ -19,11 +19,9 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
 from sqlalchemy import select, update
 
 from authz import log_rows
@@ -40,12 +38,13 @@ from authz.audit_trail import (
 )
 from authz.bulk import insert_rows
 from authz.db import Database
-from authz.errors import PolicyLoadError, Unavailable
+from authz.errors import Unavailable
 from authz.journal import Journal, Segment
 from authz.log_entry import LogEntry, entry_of_line, journal_line
-from authz.log_rows import Staged, entries_of
+from authz.log_reasons import DenialReasons
+from authz.log_rows import Gathered, Staged, entries_of
 from authz.models import DecisionChain, DecisionRecord
-from authz.policy import MAX_REMEMBERED, Policy
+from authz.policy import Policy
 
 __all__ = [
     "DecisionLog",
@@ -133,12 +132,8 @@ class SqlDecisionLog:
         `policy_copies` (see `authz.assurance.freeze`), if there."""
         self.db = db
         self.journal = journal
-        # The writer thread asks the policy for reasons; oso instances are not shared
-        # across threads, so it has its own copy of the same files.
-        self._policy = Policy(policy.files)
-        self._copies = policy_copies
-        self._other_policies: dict[str, Policy | None] = {}
-        self._staged_codes: dict[tuple[str, str, bytes, bytes], tuple[str, ...]] = {}
+        # The writer thread works out the reasons of denies (with its own oso instance).
+        self._reasons = DenialReasons(policy, policy_copies)
         self.interval = interval
         self.max_buffer = max_buffer or (20_000 if db.is_sqlite else 5_000)
         self.max_backlog = max_backlog or self.default_max_backlog(db)
@@ -380,53 +375,6 @@ class SqlDecisionLog:
             )
         self._left, self._alone = (chained.seq, chained.prev), alone
 
-    def _reasons(self, e: LogEntry | Staged) -> tuple[str, ...]:
-        """The entry's reasons: as given, none for an allow, else the policy's for the deny
-        (when the facts came with it and its policy, or a copy of it, is at hand)."""
-        if e.reasons is not None or e.allowed:
-            return e.reasons or ()
-        if e.user is None or e.contract is None:
-            return ()
-        if isinstance(e, Staged):
-            return self._staged_reasons(e, e.user, e.contract)
-        policy = self._policy_of(e.policy_version)
-        if policy is None:
-            return ()
-        return policy.denial_codes(e.user, e.request["action"], e.contract, e.frozen)
-
-    def _staged_reasons(self, e: Staged, user: bytes, contract: bytes) -> tuple[str, ...]:
-        """A staged deny's reasons, looked up by the JSON of its facts: freezing them
-        to look them up in the policy's own memory cost more than all else the writer does
-        with a deny."""
-        key = (e.policy_version, e.action, user, contract)
-        found = self._staged_codes.get(key)
-        if found is None:
-            policy = self._policy_of(e.policy_version)
-            if policy is None:
-                return ()
-            found = policy.denial_codes(orjson.loads(user), e.action, orjson.loads(contract))
-            if len(self._staged_codes) >= MAX_REMEMBERED:
-                self._staged_codes.clear()
-            self._staged_codes[key] = found
-        return found
-
-    def _policy_of(self, version: str) -> Policy | None:
-        """The policy of that version: this log's, or a frozen copy's (loaded once)."""
-        if version == self._policy.version:
-            return self._policy
-        if self._copies is None:
-            return None
-        if version not in self._other_policies:
-            found = None
-            try:
-                found = Policy.load(self._copies / version)
-            except (PolicyLoadError, OSError) as exc:
-                log.error("no copy of policy %s for the reasons of its denies: %s", version, exc)
-            if found is not None and found.version != version:
-                found = None
-            self._other_policies[version] = found
-        return self._other_policies[version]
-
 
 # How often the writer looks for journal segments of processes that ended (and at its start).
 CLAIM_EVERY_S = 5.0
@@ -434,23 +382,3 @@ CLAIM_EVERY_S = 5.0
 
 # The head of the chain: the last entry's seq and hash.
 _HEAD = select(DecisionChain.last_seq, DecisionChain.last_hash).where(DecisionChain.id == 1)
-
-
-@dataclass
-class Gathered:
-    """Claimed segments, and the entries of theirs the store lacks, to be written together."""
-
-    group: list[tuple[Segment, int]] = field(default_factory=list)  # each with its entries
-    pending: list[LogEntry | Staged] = field(default_factory=list)
-    looked_up: bool = True  # whether `pending` was checked against the store entry by entry
-    since: float = 0.0  # when the first segment was gathered (time.monotonic)
-
-    @property
-    def paths(self) -> set[Path]:
-        return {segment.path for segment, _ in self.group}
-
-    def keep(self) -> None:
-        """Let go of the segments, unwritten: they are claimed again later."""
-        for segment, _ in self.group:
-            segment.keep()
-        self.group, self.pending = [], []

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -268,3 +269,23 @@ def entries_of(segment: Segment) -> list[LogEntry | Staged]:
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             log.error("skipped a line of %s that is not an entry: %s", segment.path.name, exc)
     return entries
+
+
+@dataclass
+class Gathered:
+    """Claimed segments, and the entries of theirs the store lacks, to be written together."""
+
+    group: list[tuple[Segment, int]] = field(default_factory=list)  # each with its entries
+    pending: list[LogEntry | Staged] = field(default_factory=list)
+    looked_up: bool = True  # whether `pending` was checked against the store entry by entry
+    since: float = 0.0  # when the first segment was gathered (time.monotonic)
+
+    @property
+    def paths(self) -> set[Path]:
+        return {segment.path for segment, _ in self.group}
+
+    def keep(self) -> None:
+        """Let go of the segments, unwritten: they are claimed again later."""
+        for segment, _ in self.group:
+            segment.keep()
+        self.group, self.pending = [], []

@@ -24,10 +24,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from authz.audit import Gathered, LogObserver, SqlDecisionLog
+from authz.audit import LogObserver, SqlDecisionLog
 from authz.config import Settings
 from authz.db import Database
 from authz.journal import Journal
+from authz.log_rows import Gathered
 from authz.policy import Policy
 
 log = logging.getLogger("authz.log_writer")
