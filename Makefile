@@ -29,7 +29,7 @@ run: $(STAMP) ## migrate, load the demo world if empty, print an API key, serve 
 
 test: $(STAMP) ## policy fixtures, then unit and API tests on SQLite and PostgreSQL
 	$(BIN)/authz test
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .
