@@ -12,7 +12,8 @@ prints, each beside a floor measured in the same run:
   requests/s and p50/p99 beside `/healthz` under the same load; a batch of 100 (at 8
   connections the median of `ROUNDS` alternated rounds, with their spread); the peak RSS of
   the workers;
-- the sync rate of one 100,000-contract batch (bench/sync.py).
+- the sync rate of one 100,000-contract batch (bench/sync.py);
+- then each target of issue 5, met or missed and by how much (bench/targets.py).
 These machines are shared and noisy: read the ratios, not the absolute figures.
 Writes every figure to bench/results/latest.json.
 """
@@ -35,7 +36,7 @@ from authz.config import Settings
 from authz.decisions import CheckRequest
 from authz.models import ContractParty, UserAccount
 from authz.runtime import Runtime
-from bench import sync
+from bench import sync, targets
 from bench.cedar import cedar_section
 from bench.common import PG_URL, RESULTS, Report, empty_log, served, timed, world
 from bench.under_load import under_load
@@ -245,12 +246,15 @@ def main() -> None:
         over_http(url, key, c, report, engine, args.calls)
         under_load(url, key, c, report, engine, args.load_seconds)
         sync_rate(engine, report)
+    found = targets.verdicts(report.rows, args.engines.split(","))
+    targets.show(found)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {
         "at": datetime.now(UTC).isoformat(),
         "contracts": args.contracts,
         "accounts": args.accounts,
         "rows": report.rows,
+        "targets": targets.as_json(found),
     }
     (RESULTS / "latest.json").write_text(json.dumps(out, indent=2))
     print(f"\nwritten to {RESULTS / 'latest.json'}")
