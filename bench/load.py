@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
 from authz.config import ROOT
 
 SCRIPT = Path(__file__).with_name("load.lua")
@@ -202,3 +205,34 @@ def peak_rss_mb(pids: list[int]) -> list[float]:
             if line.startswith("VmHWM:"):
                 peaks.append(int(line.split()[1]) / 1024)
     return peaks
+
+
+def answered_within(base: str, route: str) -> dict[float, float]:
+    """How many answers of `route` the service's workers timed at or under each bucket bound,
+    in seconds (`authz_request_duration_seconds`, from the request's arrival in Flask to its
+    answer): the time inside the worker, which neither the queue before it nor the load
+    generator's share of the cores adds to."""
+    text = requests.get(f"{base}/metrics", timeout=10).text
+    counts: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "authz_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels.get("route") == route:
+                counts[float(sample.labels["le"])] = sample.value
+    return counts
+
+
+def share_within(before: dict[float, float], after: dict[float, float]) -> dict[float, float]:
+    """Of the answers between two readings of `answered_within`, the share at or under each
+    bound (the last bound, infinity, is 1)."""
+    total = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
+    if total <= 0:
+        return {}
+    return {le: (n - before.get(le, 0.0)) / total for le, n in sorted(after.items())}
+
+
+def bound_of(shares: dict[float, float], share: float = 0.99) -> float | None:
+    """The least bucket bound at or under which `share` of the answers were timed: the
+    percentile, to the bucket."""
+    return next((le for le, got in shares.items() if got >= share), None)

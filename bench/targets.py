@@ -83,14 +83,19 @@ def _little_bound(rows: dict[str, dict[str, Any]]) -> str:
     if floor is None or not floor.get("value"):
         return ""
     mean_ms = 1000 * CONNECTIONS / floor["value"]
-    return (
+    note = (
         f"the empty endpoint's own p99 {floor['p99_ms']:.2f} ms; at its "
         f"{floor['value']:.0f}/s the mean latency of {CONNECTIONS} connections is already "
         f"{mean_ms:.2f} ms"
     )
+    inside = rows.get(INSIDE)
+    if inside is not None:
+        note += f"; inside the workers the checks' p99 was at most {inside['value']:g} ms"
+    return note
 
 
 CHECK_8 = f"POST /v1/check, {CONNECTIONS} connections"
+INSIDE = f"check p99 inside the worker, {CONNECTIONS} connections flat out (at most, by bucket)"
 TARGETS = (
     Target(
         "warm check / cedarpy's, in-process",

@@ -34,7 +34,9 @@ def under_load(
             load.settle(srv.pid)
             return load.run(srv.base, key, bodies, mode, users, seconds, srv.pid, rate)
 
+        timed_before = load.answered_within(srv.base, "/v1/check")
         rounds = [(run("get", 8), run("check", 8), run("batch", 8)) for _ in range(ROUNDS)]
+        inside = load.share_within(timed_before, load.answered_within(srv.base, "/v1/check"))
         for i, (floor, got, batch) in enumerate(rounds, 1):
             print(
                 f"  round {i} of {ROUNDS}, 8 connections: /healthz {floor.requests_per_s:.0f}/s "
@@ -95,12 +97,20 @@ def under_load(
                 "%",
                 **_range(cpu, 100),
             )
+        # The same checks as the workers timed them, from arrival in Flask to the answer: what
+        # of the latency wrk sees is the service's own, and what is the wait before it.
+        _inside(report, engine, "8 connections flat out", inside)
         # Latency where the service keeps up: 8 connections sending, in all, half of what
         # the empty endpoint answered at 8. At saturation (above) every connection waits in
         # the queue, and the latency is connections / throughput whatever a request costs.
         rate = round(_median_run(floors).requests_per_s / 2)
         for mode, name in (("get", "GET /healthz (floor)"), ("check", "POST /v1/check")):
+            timed_before = load.answered_within(srv.base, "/v1/check")
             paced = run(mode, 8, rate)
+            if mode == "check":
+                inside = load.share_within(
+                    timed_before, load.answered_within(srv.base, "/v1/check")
+                )
             report.figure(
                 engine,
                 "http load",
@@ -112,6 +122,7 @@ def under_load(
                 failures=paced.failures,
                 **_failed(paced),
             )
+        _inside(report, engine, f"8 connections paced at about {rate} requests/s", inside)
         batch = _median_run(batches)
         report.figure(
             engine,
@@ -159,6 +170,23 @@ def under_load(
         )
         for peak in load.peak_rss_mb(load.log_writers_of(srv.pid)):
             report.figure(engine, "memory", "peak RSS of the log writer", peak, "MB")
+
+
+def _inside(report: Report, engine: str, how: str, shares: dict[float, float]) -> None:
+    """The p99 of checks inside the worker, to its histogram's bucket, and the share of them
+    answered there within 1 and 5 ms."""
+    p99 = load.bound_of(shares)
+    if p99 is None:
+        return
+    report.figure(
+        engine,
+        "http load",
+        f"check p99 inside the worker, {how} (at most, by bucket)",
+        1000 * p99,
+        "ms",
+        within_1_ms=round(100 * shares.get(0.001, 0.0), 2),
+        within_5_ms=round(100 * shares.get(0.005, 0.0), 2),
+    )
 
 
 def _median_run(runs: list[load.Load]) -> load.Load:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from bench import load
 from bench.targets import verdicts
 
 
@@ -112,3 +113,49 @@ def test_an_engine_or_part_not_run_is_not_measured_rather_than_met() -> None:
     assert len(pg) == 8 and all(v.value is None and v.met is None for v in pg)
     partial = [r for r in _rows() if r["name"] != "peak RSS of the largest worker"]
     assert _by_target(partial)["peak RSS of the largest worker"].met is None
+
+
+def test_the_p99_note_gives_the_checks_p99_inside_the_workers() -> None:
+    inside = {
+        "engine": "sqlite",
+        "name": "check p99 inside the worker, 8 connections flat out (at most, by bucket)",
+        "value": 2.0,
+    }
+    rows = [*_rows(), inside]
+    assert "inside the workers the checks' p99 was at most 2 ms" in (
+        _by_target(rows)["check p99, 8 connections flat out"].note
+    )
+
+
+EXPOSITION = """\
+# TYPE authz_request_duration_seconds histogram
+authz_request_duration_seconds_bucket{le="0.001",route="/v1/check"} %d
+authz_request_duration_seconds_bucket{le="0.005",route="/v1/check"} %d
+authz_request_duration_seconds_bucket{le="+Inf",route="/v1/check"} %d
+authz_request_duration_seconds_bucket{le="0.001",route="/v1/check/batch"} 7
+authz_request_duration_seconds_bucket{le="+Inf",route="/v1/check/batch"} 9
+authz_request_duration_seconds_count{route="/v1/check"} %d
+"""
+
+
+def test_the_share_answered_inside_the_workers_is_read_between_two_readings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    readings = iter([(10, 20, 20), (960, 1010, 1020)])
+
+    class Answer:
+        def __init__(self, counts: tuple[int, int, int]) -> None:
+            self.text = EXPOSITION % (*counts, counts[-1])
+
+    monkeypatch.setattr(load.requests, "get", lambda url, timeout: Answer(next(readings)))
+    before = load.answered_within("http://service", "/v1/check")
+    after = load.answered_within("http://service", "/v1/check")
+    assert before == {0.001: 10, 0.005: 20, float("inf"): 20}  # not the batch route's
+
+    shares = load.share_within(before, after)
+    # 1,000 answers between the readings: 950 within 1 ms, 990 within 5 ms.
+    assert shares == {0.001: 0.95, 0.005: 0.99, float("inf"): 1.0}
+    assert load.bound_of(shares) == 0.005
+    assert load.bound_of(shares, 0.95) == 0.001
+    assert load.bound_of(shares, 0.999) == float("inf")
+    assert load.share_within(after, after) == {}  # nothing answered meanwhile
