@@ -113,8 +113,11 @@ class Decider:
         self._probe.close()
 
     def known_version(self) -> int | None:
-        """The data version the watch was told of, while it may be trusted (else None)."""
-        return self._watch.version() if self._watch is not None else None
+        """The data version the watch was told of, while it may be trusted; on SQLite the
+        one the last probe read, while no commit has been made since (else None)."""
+        if self._watch is not None:
+            return self._watch.version()
+        return self._probe.unchanged()
 
     def send_version_read(self) -> None:
         """Send the store's version read of this thread's next decision now, so that its
@@ -218,8 +221,9 @@ class Decider:
 
     def _still_current(self, version: int, min_data_version: int | None) -> bool:
         """Whether facts read at `version` may answer now: the store is still at it, as the
-        watch was last told (PostgreSQL) or else as read now. Not when the watch knows an
-        older one: facts read just before it was told of a change are read again until it
+        watch was last told (PostgreSQL), as the last probe read while nothing has been
+        committed since (SQLite), or else as read now. Not when the version known is another
+        one: facts read just before the watch was told of a change are read again until it
         is, and facts of a store put back (a restored backup) are never answered."""
         known = self.known_version()
         if known is not None and (min_data_version or 0) <= version:

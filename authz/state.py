@@ -90,15 +90,23 @@ class VersionProbe:
     snapshot. A connection that fails is dropped; when it had sat idle long enough to have
     gone stale (a restarted server), the read is tried once more on a new one.
 
+    On SQLite a read also stamps the store's WAL index (`WalIndex`) first, so that until
+    another commit `unchanged` gives the version it read without a statement. A stamp is a
+    system call; with it, checks under wrk at 8 connections cost a worker a median of 683
+    us of CPU against 792 us reading the version each time (six alternating rounds).
+
     :raises Unavailable: from `read` when the store cannot answer.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        self._wal_index = None if self._postgres else wal_index_path(engine)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: list[tuple[int, Any]] = []  # (pid, connection): a fork's are not its own
+        self._indexes: list[tuple[int, WalIndex]] = []  # (pid, WAL index), as `_open`
+        self._closings = 0  # `close` calls: a stamp taken before one no longer counts
 
     def read(self) -> int:
         sent = self._take_sent()
@@ -115,6 +123,25 @@ class VersionProbe:
             if not stale:
                 raise
         return self._read(self._connect())
+
+    def unchanged(self) -> int | None:
+        """The version this thread's last read found, while no commit has been made to the
+        store since (SQLite: its WAL index reads as it did just before that read); None
+        when that is not known, and on PostgreSQL, whose `VersionWatch` tells instead.
+
+        The stamp counts only while the connection that read is still open: a WAL index
+        is deleted or emptied only when no connection has the store open, and the file read
+        is the one that connection had open."""
+        seen = getattr(self._local, "seen", None)
+        if seen is None:
+            return None
+        conn, index, stamp, version, closings = seen
+        held = getattr(self._local, "held", None)
+        if held is None or held[1] is not conn or held[0] != os.getpid():
+            return None
+        if closings != self._closings:  # another thread closed every connection meanwhile
+            return None
+        return version if index.stamp() == stamp else None
 
     def send(self) -> None:
         """Send this thread's next `read` ahead (PostgreSQL): its round trip overlaps what the
@@ -155,16 +182,47 @@ class VersionProbe:
         return sent[1] if sent is not None and sent[0] == os.getpid() else None
 
     def _read(self, conn: Any, how: Callable[[Any], int] | None = None) -> int:
+        index = stamp = None
+        closings = self._closings
         try:
             if how is not None:
                 version = how(conn)
+            elif self._postgres:
+                version = _read_postgres(conn)
             else:
-                version = _read_postgres(conn) if self._postgres else _read_sqlite(conn)
+                index = self._index_of(conn)
+                stamp = index.stamp() if index is not None else None  # before: see `unchanged`
+                version = _read_sqlite(conn)
         except Exception as exc:
             self._drop(conn)
             raise Unavailable(f"the data store cannot answer: {exc.__class__.__name__}") from exc
         self._local.held = (os.getpid(), conn, time.monotonic())
+        seen = (conn, index, stamp, version, closings) if stamp is not None else None
+        self._local.seen = seen
         return version
+
+    def _index_of(self, conn: Any) -> WalIndex | None:
+        """The WAL index this thread stamps, opened once `conn` has read (a connection in WAL
+        mode keeps the store's index open from its first read on): None before that, and
+        when the store has none (in memory, or not in WAL mode)."""
+        if self._wal_index is None:
+            return None
+        opened = getattr(self._local, "index", None)
+        if opened is not None:
+            if opened[0] is conn:
+                return opened[1]
+            self._forget(opened[1])  # an earlier connection's (in a fork, the parent's)
+        held = getattr(self._local, "held", None)
+        if held is None or held[1] is not conn:
+            return None  # a new connection: stamped from its second read on
+        try:
+            index = WalIndex(self._wal_index)
+        except OSError:
+            return None
+        with self._lock:
+            self._indexes.append((os.getpid(), index))
+        self._local.index = (conn, index)
+        return index
 
     def _connect(self) -> Any:
         conn: Any = None
@@ -187,8 +245,18 @@ class VersionProbe:
             self._open.append((os.getpid(), conn))
         return conn
 
+    def _forget(self, index: WalIndex) -> None:
+        self._local.index = None
+        with self._lock:
+            self._indexes = [(pid, i) for pid, i in self._indexes if i is not index]
+        index.close()
+
     def _drop(self, conn: Any) -> None:
         self._local.held = None
+        self._local.seen = None
+        opened = getattr(self._local, "index", None)
+        if opened is not None and opened[0] is conn:
+            self._forget(opened[1])
         sent = getattr(self._local, "sent", None)
         if sent is not None and sent[1] is conn:
             self._local.sent = None
@@ -202,13 +270,61 @@ class VersionProbe:
         one a parent process opened before a fork, which would end the parent's session."""
         pid = os.getpid()
         with self._lock:
+            self._closings += 1
             conns, self._open = [c for p, c in self._open if p == pid], []
+            indexes, self._indexes = [i for p, i in self._indexes if p == pid], []
         for conn in conns:
             with contextlib.suppress(Exception):
                 conn.close()
+        for index in indexes:
+            index.close()
         if getattr(self._local, "held", None) is not None and self._local.held[0] == pid:
             self._local.held = None
             self._local.sent = None
+            self._local.seen = None
+            self._local.index = None
+
+
+class WalIndex:
+    """The header of a SQLite store's WAL index, its `-shm` file (https://sqlite.org/walformat.html,
+    "The WAL-Index Header"): a commit changes it before it returns, whichever process makes
+    it (its `iChange` counts every write transaction), and reads leave it as it is. Its 48
+    bytes are kept twice; a writer changes the second copy and then the first, and SQLite's
+    own readers take the header only when both copies are equal, as `stamp` does. Read with
+    `pread`, not mapped: a mapping read past the end of a truncated file kills the process."""
+
+    def __init__(self, path: str) -> None:
+        """:raises OSError: when the file cannot be opened."""
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def stamp(self) -> bytes | None:
+        """The header, or None when it cannot be read whole or a writer is changing it."""
+        try:
+            head = os.pread(self._fd, 2 * WAL_INDEX_HEADER, 0)
+        except OSError:
+            return None
+        first = head[:WAL_INDEX_HEADER]
+        if len(head) != 2 * WAL_INDEX_HEADER or first != head[WAL_INDEX_HEADER:]:
+            return None
+        return first
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+# The bytes of one copy of the WAL index's header.
+WAL_INDEX_HEADER = 48
+
+
+def wal_index_path(engine: Engine) -> str | None:
+    """Where a SQLite store keeps its WAL index: beside the file, its name and "-shm"; None
+    for a store in memory or named by a URI (whose parameters may place it elsewhere)."""
+    url = engine.url
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:") or url.query:
+        return None
+    return f"{database}-shm"
 
 
 def _read_sqlite(conn: Any) -> int:
