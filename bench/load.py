@@ -46,6 +46,9 @@ class Load:
     log_writer_cpu_us: float
     database_cpu_us: float
     failed_with: str  # wrk's count of each kind of failure, "" when none failed
+    # Of worker_cpu_us, what the workers' threads other than the one answering requests
+    # spent: the decision log's writer, and on PostgreSQL the version watch, which waits.
+    worker_background_cpu_us: float = 0.0
 
 
 def wrk() -> str:
@@ -81,6 +84,7 @@ def run(
         cases_file = Path(tmp) / "cases.jsonl"
         cases_file.write_text("".join(json.dumps(c) + "\n" for c in cases))
         before = cpu_seconds(workers), cpu_seconds(writers), cpu_seconds(database_server_pids())
+        background_before = background_cpu_seconds(workers)
         out = subprocess.run(
             [
                 wrk(),
@@ -110,6 +114,7 @@ def run(
             cpu_seconds(writers) - before[1],
             cpu_seconds(database_server_pids()) - before[2],
         )
+        background = background_cpu_seconds(workers) - background_before
     got = json.loads(out.strip().splitlines()[-1])
     kinds = ("connect", "read", "write", "status", "timeout")
     failures = sum(got[k] for k in kinds)
@@ -126,6 +131,7 @@ def run(
         round(spent[1] / count * 1e6, 1),
         round(spent[2] / count * 1e6, 1),
         "; ".join(f"{got[k]}x {k}" for k in kinds if got[k]),
+        round(background / count * 1e6, 1),
     )
 
 
@@ -181,6 +187,26 @@ def cpu_seconds(pids: list[int]) -> float:
         except OSError:
             continue
         total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def background_cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of these processes' threads other than their first (a
+    gunicorn sync worker answers requests in its first thread), summed; threads gone since
+    count nothing, so read it before and after a run that ends none."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            tasks = [t for t in Path(f"/proc/{pid}/task").iterdir() if t.name != str(pid)]
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
     return total
 
 

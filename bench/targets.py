@@ -94,7 +94,36 @@ def _little_bound(rows: dict[str, dict[str, Any]]) -> str:
     return note
 
 
+def _batch_costs(rows: dict[str, dict[str, Any]]) -> str:
+    """Where a batched decision's server CPU went, beside what 20 times a single check's
+    throughput allows it: the decision log's share (its writer threads in the workers, a log
+    writer process, the database server storing its rows) grows with the decisions, where
+    much of a single check's cost is the request's own."""
+    single, batch = rows.get(CHECK_8) or {}, rows.get(BATCH_8) or {}
+    if single.get("worker_cpu_us") is None or batch.get("worker_cpu_us") is None:
+        return ""
+
+    def parts(row: dict[str, Any], per: int) -> dict[str, float]:
+        background = row.get("worker_background_cpu_us") or 0.0
+        return {
+            "answering requests": (row["worker_cpu_us"] - background) / per,
+            "the workers' other threads (the decision log's writer)": background / per,
+            "the log writer process": (row.get("log_writer_cpu_us") or 0.0) / per,
+            "the database server": (row.get("database_cpu_us") or 0.0) / per,
+        }
+
+    each = parts(batch, 100)
+    whole = sum(parts(single, 1).values())
+    shown = ", ".join(f"{name} {us:.1f}" for name, us in each.items() if us > 0)
+    return (
+        f"server CPU per decision in a batch {sum(each.values()):.1f} us ({shown}); per single "
+        f"check {whole:.0f} us, so 20 times its throughput allows a batched decision "
+        f"{whole / 20:.1f} us"
+    )
+
+
 CHECK_8 = f"POST /v1/check, {CONNECTIONS} connections"
+BATCH_8 = f"POST /v1/check/batch of 100, {CONNECTIONS} connections"
 INSIDE = f"check p99 inside the worker, {CONNECTIONS} connections flat out (at most, by bucket)"
 TARGETS = (
     Target(
@@ -135,6 +164,7 @@ TARGETS = (
         20.0,
         True,
         _row(f"batch decisions/s / single checks' decisions/s, {CONNECTIONS} connections", "value"),
+        _batch_costs,
     ),
     Target(
         "sync into an empty store",

@@ -75,6 +75,7 @@ def under_load(
                     failures=shown.failures,
                     **_failed(shown),
                     worker_cpu_us=shown.worker_cpu_us,
+                    worker_background_cpu_us=shown.worker_background_cpu_us,
                     log_writer_cpu_us=shown.log_writer_cpu_us,
                     database_cpu_us=shown.database_cpu_us,
                     **(_rounds(runs) if users == 8 else {}),
@@ -133,6 +134,7 @@ def under_load(
             failures=batch.failures,
             **_failed(batch),
             worker_cpu_us=batch.worker_cpu_us,
+            worker_background_cpu_us=batch.worker_background_cpu_us,
             log_writer_cpu_us=batch.log_writer_cpu_us,
             database_cpu_us=batch.database_cpu_us,
             **_rounds(batches, 100),
@@ -205,6 +207,7 @@ def _median_run(runs: list[load.Load]) -> load.Load:
         mid("log_writer_cpu_us"),
         mid("database_cpu_us"),
         "; ".join(r.failed_with for r in runs if r.failed_with),
+        mid("worker_background_cpu_us"),
     )
 
 

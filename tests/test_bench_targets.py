@@ -159,3 +159,79 @@ def test_the_share_answered_inside_the_workers_is_read_between_two_readings(
     assert load.bound_of(shares, 0.95) == 0.001
     assert load.bound_of(shares, 0.999) == float("inf")
     assert load.share_within(after, after) == {}  # nothing answered meanwhile
+
+
+def test_the_batch_note_splits_a_batched_decisions_cpu_beside_a_single_checks() -> None:
+    costs = {
+        "POST /v1/check, 8 connections": {
+            "worker_cpu_us": 800.0,
+            "worker_background_cpu_us": 30.0,
+            "log_writer_cpu_us": 0.0,
+            "database_cpu_us": 20.0,
+        },
+        "POST /v1/check/batch of 100, 8 connections": {
+            "worker_cpu_us": 3700.0,
+            "worker_background_cpu_us": 1200.0,
+            "log_writer_cpu_us": 0.0,
+            "database_cpu_us": 1500.0,
+        },
+    }
+    rows = [{**r, **costs.get(r["name"], {})} for r in _rows(batch_x=16.0)]
+    rows.append({"engine": "sqlite", "name": "POST /v1/check/batch of 100, 8 connections"})
+    rows[-1].update(costs[rows[-1]["name"]])
+    note = _by_target(rows)["batch of 100 / single checks, decisions/s"].note
+    assert note == (
+        "server CPU per decision in a batch 52.0 us (answering requests 25.0, the workers' "
+        "other threads (the decision log's writer) 12.0, the database server 15.0); per single "
+        "check 820 us, so 20 times its throughput allows a batched decision 41.0 us"
+    )
+    # A run without the CPU figures (an older latest.json) gives no note rather than a wrong one.
+    assert _by_target(_rows(batch_x=16.0))["batch of 100 / single checks, decisions/s"].note == ""
+
+
+BURN = """
+import os, sys, threading, time
+sys.path.insert(0, {root!r})
+from bench.load import background_cpu_seconds
+
+def burn(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+me = [os.getpid()]
+start = background_cpu_seconds(me)
+burn(0.4)  # the first thread, which answers requests in a worker
+first = background_cpu_seconds(me)
+burnt, done = threading.Event(), threading.Event()
+
+def other():
+    burn(0.4)
+    burnt.set()
+    done.wait()  # read while it lives: a thread that ended counts nothing
+
+t = threading.Thread(target=other)
+t.start()
+burnt.wait()
+during = background_cpu_seconds(me)
+done.set()
+t.join()
+print(first - start, during - first)
+"""
+
+
+def test_background_cpu_counts_a_workers_other_threads_not_its_first() -> None:
+    import subprocess
+    import sys
+
+    from authz.config import ROOT
+
+    out = subprocess.run(
+        [sys.executable, "-c", BURN.format(root=str(ROOT))],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    first, other = map(float, out.split())
+    assert first < 0.05, out
+    assert other >= 0.2, out
