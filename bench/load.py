@@ -179,35 +179,30 @@ def database_server_pids() -> list[int]:
 
 def cpu_seconds(pids: list[int]) -> float:
     """User and system CPU time of these processes, summed (those gone count nothing)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return total
+    return sum(_stat_cpu(Path(f"/proc/{pid}/stat")) for pid in pids)
 
 
 def background_cpu_seconds(pids: list[int]) -> float:
     """User and system CPU time of these processes' threads other than their first (a
     gunicorn sync worker answers requests in its first thread), summed; threads gone since
     count nothing, so read it before and after a run that ends none."""
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for pid in pids:
         try:
             tasks = [t for t in Path(f"/proc/{pid}/task").iterdir() if t.name != str(pid)]
-        except OSError:
+        except OSError:  # the process ended meanwhile
             continue
-        for task in tasks:
-            try:
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / tick
+        total += sum(_stat_cpu(task / "stat") for task in tasks)
     return total
+
+
+def _stat_cpu(stat: Path) -> float:
+    """utime + stime of a process's or thread's `stat` file, in seconds; 0 when it is gone."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def settle(master_pid: int, busy: float = 0.05, window: float = 0.5, limit: float = 30.0) -> None:
