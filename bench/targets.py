@@ -114,7 +114,7 @@ def _batch_costs(rows: dict[str, dict[str, Any]]) -> str:
 
     each = parts(batch, 100)
     whole = sum(parts(single, 1).values())
-    shown = ", ".join(f"{name} {us:.1f}" for name, us in each.items() if us > 0)
+    shown = ", ".join(f"{name} {us:.1f}" for name, us in each.items() if round(us, 1) > 0)
     return (
         f"server CPU per decision in a batch {sum(each.values()):.1f} us ({shown}); per single "
         f"check {whole:.0f} us, so 20 times its throughput allows a batched decision "
