@@ -121,13 +121,25 @@ def batches(n: int, users: int = 200_000, contracts: int = 1_000_000) -> Iterato
         ]
 
 
-class Shipped:
-    """A row per decision, chained as `SqlDecisionLog` chains them."""
+class Layout:
+    """A way of storing the log: its tables, and writes chained after the last one."""
 
-    name = "shipped: a row per decision, five indexes"
+    name = ""
 
     def __init__(self) -> None:
         self.seq, self.prev = 0, GENESIS
+
+    def create(self, db: Database) -> None:
+        raise NotImplementedError
+
+    def write(self, db: Database, written: list[list[LogEntry]]) -> None:
+        raise NotImplementedError
+
+
+class Shipped(Layout):
+    """A row per decision, chained as `SqlDecisionLog` chains them."""
+
+    name = "shipped: a row per decision, five indexes"
 
     def create(self, db: Database) -> None:
         with db.write() as session:
@@ -140,13 +152,10 @@ class Shipped:
         self.seq, self.prev = chained.seq, chained.prev
 
 
-class Grouped:
+class Grouped(Layout):
     """A row per batch, hashed whole on the one before, and the narrow rows that index it."""
 
     name = "candidate: a row per batch of 100, a narrow row per decision"
-
-    def __init__(self) -> None:
-        self.seq, self.prev = 0, GENESIS
 
     def create(self, db: Database) -> None:
         with db.write() as session:
@@ -237,7 +246,7 @@ def scratch(engine: str) -> Iterator[Database]:
 
 def measure(engine: str, held: int, rounds: int) -> dict[str, dict[str, list[float]]]:
     """Per layout, the writer's and the database server's CPU per decision in each round."""
-    layouts = [Shipped(), Grouped()]
+    layouts: list[Layout] = [Shipped(), Grouped()]
     found: dict[str, dict[str, list[float]]] = {}
     with scratch(engine) as db:
         for layout in layouts:
@@ -256,7 +265,7 @@ def measure(engine: str, held: int, rounds: int) -> dict[str, dict[str, list[flo
 
 
 def _spent(
-    layout: Shipped | Grouped, db: Database, written: list[list[LogEntry]], server: list[int]
+    layout: Layout, db: Database, written: list[list[LogEntry]], server: list[int]
 ) -> tuple[float, float]:
     """The CPU seconds the write took this thread and the database server's processes."""
     thread, before = time.thread_time(), cpu_seconds(server)
