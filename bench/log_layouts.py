@@ -182,11 +182,14 @@ class Grouped(Layout):
                 "kind": first.kind,
                 "policy_version": first.policy_version,
                 "data_version": first.data_version,
-                "entries": entries,
                 "prev_hash": self.prev,
             }
+            # The entries are serialized once, for the row and the hash alike.
+            stored = orjson.dumps(entries, option=orjson.OPT_SORT_KEYS)
             digest = hashlib.sha256(
-                self.prev.encode() + b"\n" + orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+                b"\n".join(
+                    (self.prev.encode(), orjson.dumps(content, option=orjson.OPT_SORT_KEYS), stored)
+                )
             ).hexdigest()
             groups.append(
                 (
@@ -197,7 +200,7 @@ class Grouped(Layout):
                     first.kind,
                     first.policy_version,
                     first.data_version,
-                    orjson.dumps(entries, option=orjson.OPT_SORT_KEYS).decode(),
+                    stored.decode(),
                     self.prev,
                     digest,
                 )
