@@ -356,3 +356,30 @@ def test_an_unlink_is_seen_by_the_very_next_check_on_every_worker(settings: Sett
         assert got["allowed"] is True and got["data_version"] >= token
     finally:
         srv.kill()
+
+
+def test_an_account_whose_id_holds_a_slash_is_unlinked_through_gunicorn(
+    settings: Settings,
+) -> None:
+    """gunicorn decodes the path before routing; the id is routed as sent (%2F kept)."""
+    with Runtime.open(settings) as rt:
+        key = rt.keys.create("live", frozenset({"decide", "manage", "sync"}), T0)
+        world = World(rt)
+        world.site("default")
+        world.sync([contract("C1", "ACC/2024/1:Customer")])
+        world.user("u/1", "default", "ACC/2024/1")
+    srv = Server(settings.database_url, settings.journal())
+    srv.start()
+    try:
+        h = {"Authorization": f"Bearer {key}"}
+        body = {"user_id": "u/1", "action": "view", "contract_id": "C1"}
+        check = f"{srv.url}/v1/check"
+        assert requests.post(check, json=body, headers=h, timeout=5).json()["allowed"] is True
+        user = requests.get(f"{srv.url}/v1/users/u%2F1", headers=h, timeout=5)
+        assert [a["account_id"] for a in user.json()["linked_accounts"]] == ["ACC/2024/1"]
+        url = f"{srv.url}/v1/users/u%2F1/accounts/ACC%2F2024%2F1"
+        assert requests.delete(url, headers=h, timeout=5).status_code == 204
+        assert requests.post(check, json=body, headers=h, timeout=5).json()["allowed"] is False
+        assert requests.delete(url, headers=h, timeout=5).status_code == 404
+    finally:
+        srv.kill()

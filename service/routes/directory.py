@@ -36,7 +36,7 @@ def _user(user: UserView) -> dict[str, object]:
     }
 
 
-@bp.put("/v1/sites/<site_id>")
+@bp.put("/v1/sites/<id:site_id>")
 @route(
     RouteSpec(
         "Create or replace a site", MANAGE, s.SiteIn, {200: s.SiteWriteOut, 201: s.SiteWriteOut}
@@ -57,7 +57,7 @@ def list_sites() -> Response:
     return answer(s.SitesOut(sites=sites))
 
 
-@bp.put("/v1/users/<user_id>")
+@bp.put("/v1/users/<id:user_id>")
 @route(
     RouteSpec(
         "Create or replace an end user",
@@ -72,7 +72,7 @@ def put_user(user_id: str, body: s.UserIn) -> Response:
     return answer(out, 201 if written.created else 200)
 
 
-@bp.get("/v1/users/<user_id>")
+@bp.get("/v1/users/<id:user_id>")
 @route(
     RouteSpec(
         "An end user with their linked accounts", MANAGE, responses={200: s.UserOut, 404: None}
@@ -82,7 +82,7 @@ def get_user(user_id: str) -> Response:
     return answer(s.UserOut(**_user(runtime().directory.get_user(user_id))))
 
 
-@bp.post("/v1/users/<user_id>/accounts")
+@bp.post("/v1/users/<id:user_id>/accounts")
 @route(
     RouteSpec(
         "Link an ASPIRE account to a user, if the policy's R7 allows it",
@@ -104,7 +104,7 @@ def link(user_id: str, body: s.LinkIn) -> Response:
     return answer(out, 201 if written.created else 200)
 
 
-@bp.delete("/v1/users/<user_id>/accounts/<account_id>")
+@bp.delete("/v1/users/<id:user_id>/accounts/<id:account_id>")
 @route(RouteSpec("Unlink an account from a user", MANAGE, responses={204: None, 404: None}))
 def unlink(user_id: str, account_id: str) -> Response:
     version = runtime().directory.unlink(user_id, account_id)

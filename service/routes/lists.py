@@ -12,7 +12,7 @@ bp = Blueprint("lists", __name__)
 DECIDE = (Scope.DECIDE,)
 
 
-@bp.get("/v1/users/<user_id>/contracts")
+@bp.get("/v1/users/<id:user_id>/contracts")
 @route(
     RouteSpec(
         "The contracts a user may act on, paged",
@@ -41,7 +41,7 @@ def user_contracts(user_id: str, query: s.ContractsQuery) -> Response:
     )
 
 
-@bp.get("/v1/sites/<site_id>/eligible-accounts")
+@bp.get("/v1/sites/<id:site_id>/eligible-accounts")
 @route(
     RouteSpec(
         "The ASPIRE accounts that may be linked to a user of a site, paged",
