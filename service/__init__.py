@@ -18,7 +18,7 @@ from authz.errors import PolicyLoadError
 from authz.runtime import Runtime
 from service import errors, logs, metrics
 from service.api import Unauthorized, unauthorized_response
-from service.paths import IdConverter, keep_escaped_slashes
+from service.paths import keep_escaped_slashes
 from service.routes import aspire, audit, decisions, directory, lists, ops
 
 
@@ -58,7 +58,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
-    app.url_map.converters["id"] = IdConverter
     app.wsgi_app = keep_escaped_slashes(app.wsgi_app)  # type: ignore[method-assign]
     app.config.update(config or {})
     rt = app.config.get("RUNTIME")

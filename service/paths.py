@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
 
+from flask import Blueprint
+from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.routing import BaseConverter
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -31,6 +33,18 @@ class IdConverter(BaseConverter):
 
     def to_url(self, value: str) -> str:
         return quote(value, safe="")
+
+
+def id_routes(name: str, import_name: str) -> Blueprint:
+    """A blueprint whose routes may take ids (`<id:user_id>`): the app it is registered on
+    gets the `id` converter first."""
+    bp = Blueprint(name, import_name)
+    bp.record_once(_add_converter)
+    return bp
+
+
+def _add_converter(state: BlueprintSetupState) -> None:
+    state.app.url_map.converters["id"] = IdConverter
 
 
 def keep_escaped_slashes(app: WsgiApp) -> WsgiApp:

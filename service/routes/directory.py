@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Response
 
 from authz.decisions import utcnow
 from authz.directory import SiteView, UserView
 from authz.enums import Scope
 from service import schemas as s
 from service.api import RouteSpec, answer, route, runtime
+from service.paths import id_routes
 
-bp = Blueprint("directory", __name__)
+bp = id_routes("directory", __name__)
 MANAGE = (Scope.MANAGE,)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Response
 
 from authz.enums import Scope
 from service import schemas as s
 from service.api import RouteSpec, answer, route, runtime
+from service.paths import id_routes
 
-bp = Blueprint("lists", __name__)
+bp = id_routes("lists", __name__)
 DECIDE = (Scope.DECIDE,)
 
 
