@@ -50,6 +50,10 @@ class Proxy:
                 client.close()
                 continue
             with self.lock:
+                if not self.open.is_set():  # cut while this one was connecting: it goes too
+                    client.close()
+                    upstream.close()
+                    continue
                 self.sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
