@@ -320,13 +320,20 @@ def test_logs_are_json_lines_carrying_the_request_id(settings: Settings, tmp_pat
     assert line["status"] == 200 and line["caller"] == "portal-web" and line["duration_ms"] > 0
 
 
-def test_an_unlink_is_seen_by_the_very_next_check_on_every_worker(settings: Settings) -> None:
+def _linked_user(settings: Settings, user: str, account: str) -> str:
+    """A store where `user` (site "default") is linked to `account`, a Customer of contract
+    C1; the key (decide, manage, sync) to ask with."""
     with Runtime.open(settings) as rt:
         key = rt.keys.create("live", frozenset({"decide", "manage", "sync"}), T0)
         world = World(rt)
         world.site("default")
-        world.sync([contract("C1", "A1:Customer")])
-        world.user("u1", "default", "A1")
+        world.sync([contract("C1", f"{account}:Customer")])
+        world.user(user, "default", account)
+    return key
+
+
+def test_an_unlink_is_seen_by_the_very_next_check_on_every_worker(settings: Settings) -> None:
+    key = _linked_user(settings, "u1", "A1")
     srv = Server(settings.database_url, settings.journal())
     srv.env["WEB_CONCURRENCY"] = "3"
     srv.start()
@@ -362,12 +369,7 @@ def test_an_account_whose_id_holds_a_slash_is_unlinked_through_gunicorn(
     settings: Settings,
 ) -> None:
     """gunicorn decodes the path before routing; the id is routed as sent (%2F kept)."""
-    with Runtime.open(settings) as rt:
-        key = rt.keys.create("live", frozenset({"decide", "manage", "sync"}), T0)
-        world = World(rt)
-        world.site("default")
-        world.sync([contract("C1", "ACC/2024/1:Customer")])
-        world.user("u/1", "default", "ACC/2024/1")
+    key = _linked_user(settings, "u/1", "ACC/2024/1")
     srv = Server(settings.database_url, settings.journal())
     srv.start()
     try:
